@@ -1,0 +1,1 @@
+"""tickonce: exactly-once periodic jobs for scaled-out FastAPI services."""

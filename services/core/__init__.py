@@ -1,0 +1,1 @@
+"""What the api and scheduler services share: settings, Redis, keys, lease, claims, ledger."""

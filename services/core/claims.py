@@ -1,0 +1,100 @@
+"""Claim per fire: no claim, no run. One Lua call checks the epoch and takes the fire time."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+
+import redis
+
+from services.core.keys import Keys
+from services.core.ledger import Claim, RunRecord, fire_ms
+
+
+class ClaimResult(enum.IntEnum):
+    GRANTED = 1
+    TAKEN = 0
+    STALE_EPOCH = -1
+
+
+# A stale epoch means a newer leader exists: refuse before touching the claim. A fire time is
+# claimed once (SET NX); a granted claim is also listed as inflight until its run is recorded.
+# KEYS: epoch, claim, inflight, counters. ARGV: epoch, claim ttl ms, fire id, claim JSON.
+_CLAIM = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+  redis.call('HINCRBY', KEYS[4], 'claims_refused_stale_epoch', 1)
+  return -1
+end
+if not redis.call('SET', KEYS[2], ARGV[4], 'NX', 'PX', ARGV[2]) then
+  redis.call('HINCRBY', KEYS[4], 'claims_refused_taken', 1)
+  return 0
+end
+redis.call('HSET', KEYS[3], ARGV[3], ARGV[4])
+return 1
+"""
+
+# For a fire time that will not run (skipped, missed): the same checks, then the ledger entry
+# directly, so it too is recorded once. KEYS: epoch, claim, counters, runs stream.
+# ARGV: epoch, claim ttl ms, claim JSON, max entries, then field/value pairs.
+_CLAIM_AND_RECORD = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+  redis.call('HINCRBY', KEYS[3], 'claims_refused_stale_epoch', 1)
+  return -1
+end
+if not redis.call('SET', KEYS[2], ARGV[3], 'NX', 'PX', ARGV[2]) then
+  redis.call('HINCRBY', KEYS[3], 'claims_refused_taken', 1)
+  return 0
+end
+redis.call('XADD', KEYS[4], 'MAXLEN', '=', ARGV[4], '*', unpack(ARGV, 5))
+return 1
+"""
+
+
+class FireClaims:
+    """Claims fire times for the leader (blocking client: claims are made while firing)."""
+
+    def __init__(self, client: redis.Redis, keys: Keys, max_entries: int) -> None:
+        self._keys = keys
+        self._max_entries = max_entries
+        self._claim = client.register_script(_CLAIM)
+        self._claim_and_record = client.register_script(_CLAIM_AND_RECORD)
+        self._client = client
+
+    def claim(self, claim: Claim, ttl_ms: int) -> ClaimResult:
+        """Take one fire time for a run, if the epoch is current and nobody took it."""
+        result = self._claim(
+            keys=[
+                self._keys.epoch,
+                self._keys.claim(claim.job_id, fire_ms(claim.scheduled_at)),
+                self._keys.inflight,
+                self._keys.counters,
+            ],
+            args=[claim.epoch, ttl_ms, claim.fire_id, claim.to_json()],
+        )
+        return ClaimResult(int(result))
+
+    def record_unrun(
+        self, records: Sequence[tuple[Claim, RunRecord]], ttl_ms: int
+    ) -> list[ClaimResult]:
+        """Claim and record fire times that will not run, in one round trip."""
+        if not records:
+            return []
+        pipe = self._client.pipeline(transaction=False)
+        for claim, record in records:
+            self._claim_and_record(
+                keys=[
+                    self._keys.epoch,
+                    self._keys.claim(claim.job_id, fire_ms(claim.scheduled_at)),
+                    self._keys.counters,
+                    self._keys.runs(claim.job_id),
+                ],
+                args=[
+                    claim.epoch,
+                    ttl_ms,
+                    claim.to_json(),
+                    self._max_entries,
+                    *record.flat_fields(),
+                ],
+                client=pipe,
+            )
+        return [ClaimResult(int(result)) for result in pipe.execute()]

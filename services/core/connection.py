@@ -1,0 +1,51 @@
+"""Redis clients, built one way from the settings."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+import redis
+import redis.asyncio as aioredis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from services.core.settings import Settings
+
+# One quick retry absorbs a pooled connection that died with a Redis restart; anything longer
+# must surface as an error so callers can fence themselves or answer 503.
+_RETRY_ON = (redis.ConnectionError, redis.TimeoutError)
+
+
+def async_redis(settings: Settings, *, decode: bool = True) -> aioredis.Redis:
+    """An asyncio client; ``decode=False`` for binary values such as pickled jobs."""
+    return aioredis.Redis.from_url(
+        settings.redis_url,
+        decode_responses=decode,
+        socket_timeout=settings.redis_timeout,
+        socket_connect_timeout=settings.redis_timeout,
+        retry=Retry(NoBackoff(), 1),
+        retry_on_error=list(_RETRY_ON),
+    )
+
+
+def sync_redis(settings: Settings, *, decode: bool = False) -> redis.Redis:
+    """A blocking client, for APScheduler's job store and the claims made while it fires."""
+    return redis.Redis.from_url(
+        settings.redis_url,
+        decode_responses=decode,
+        socket_timeout=settings.redis_timeout,
+        socket_connect_timeout=settings.redis_timeout,
+        retry=Retry(NoBackoff(), 1),
+        retry_on_error=list(_RETRY_ON),
+    )
+
+
+def text(value: bytes | str) -> str:
+    """A Redis reply as text, whichever way the client decodes."""
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def runner_id() -> str:
+    """This process as ``host:pid``: the runner named in claims, the ledger and /scheduler."""
+    return f"{socket.gethostname()}:{os.getpid()}"

@@ -1,0 +1,286 @@
+"""Contend for leadership; while leader, run the scheduler; otherwise wait as a hot standby.
+
+The same contender runs in the scheduler service and, in embedded mode, in every API worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Literal
+
+import redis
+from redis.exceptions import RedisError
+
+from services.core.claims import FireClaims
+from services.core.connection import async_redis, runner_id, sync_redis
+from services.core.executor import ClaimingExecutor
+from services.core.fencing import LeaderTerm
+from services.core.jobstore import FencedRedisJobStore
+from services.core.jobsync import sync_registered_jobs
+from services.core.keys import Keys
+from services.core.lease import Lease
+from services.core.ledger import Claim, RunLedger, utcnow
+from services.core.membership import Membership, live_members
+from services.core.registry import DEFAULTS, Registry
+from services.core.scheduling import LeaderScheduler
+from services.core.settings import Settings
+
+logger = logging.getLogger("tickonce.leadership")
+
+Mode = Literal["scheduler", "embedded"]
+
+
+@dataclass
+class _LeaderRun:
+    """What exists only while this process leads."""
+
+    scheduler: LeaderScheduler
+    executor: ClaimingExecutor
+    client: redis.Redis
+
+
+class Contender:
+    """Leader election by lease with fencing epoch, with self-fencing and graceful hand-over.
+
+    Guarantees: while it fires jobs, this process holds the lease (it stops firing ``ttl/5``
+    before the lease could expire in Redis); every job store write and every claim it makes is
+    checked against its epoch in Redis, so a deposed leader cannot fire or move a schedule.
+    """
+
+    def __init__(self, settings: Settings, registry: Registry, *, mode: Mode) -> None:
+        self.settings = settings
+        self.id = runner_id()
+        self.keys = Keys(settings.key_prefix)
+        self._registry = registry
+        self._mode = mode
+        self._redis = async_redis(settings)
+        self._lease = Lease(self._redis, self.keys, self.id, settings.lease_ttl_ms)
+        self._ledger = RunLedger(self._redis, self.keys, settings.ledger_max_entries)
+        self._membership = Membership(
+            self._redis, self.keys, self.id, mode, int(settings.member_window_seconds * 1000)
+        )
+        self._threads = ThreadPoolExecutor(
+            settings.sync_job_threads, thread_name_prefix="tickonce-job"
+        )
+        self._term: LeaderTerm | None = None
+        self._leader: _LeaderRun | None = None
+        self._retired: list[ClaimingExecutor] = []
+        self._fence_timer: asyncio.TimerHandle | None = None
+        self._stopping = asyncio.Event()
+        self._redis_down_since: float | None = None
+        self._last_sweep = 0.0
+        self._last_beat = 0.0
+        # Observability (also used by tests): loop-clock times.
+        self.last_renewal_sent: float | None = None
+        self.fenced_at: float | None = None
+
+    @property
+    def is_leader(self) -> bool:
+        return self._term is not None and self._term.active
+
+    @property
+    def epoch(self) -> int | None:
+        return self._term.current_epoch() if self._term else None
+
+    async def run(self) -> None:
+        """Contend until ``stop()``; never raises for Redis trouble, it retries."""
+        logger.info(
+            "contender %s started (%s mode, lease ttl %.1fs)",
+            self.id,
+            self._mode,
+            self.settings.lease_ttl_seconds,
+        )
+        loop = asyncio.get_running_loop()
+        while not self._stopping.is_set():
+            try:
+                if self._term is None:
+                    await self._try_acquire()
+                else:
+                    await self._renew()
+                now = loop.time()
+                if now - self._last_beat >= self.settings.renew_interval:
+                    await self._membership.beat(
+                        "leader" if self.is_leader else "standby", self.epoch
+                    )
+                    self._last_beat = now
+                if self.is_leader and now - self._last_sweep >= self.settings.lease_ttl_seconds:
+                    self._last_sweep = now
+                    await self._record_lost_runs()
+                self._redis_answers()
+            except RedisError as exc:
+                self._redis_trouble(exc)
+            wait = (
+                self.settings.renew_interval
+                if self._term is not None
+                else self.settings.standby_retry_interval
+            )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), wait)
+
+    async def stop(self) -> None:
+        """Stop firing, hand the lease over at once, let running jobs finish within the grace."""
+        self._stopping.set()
+        was_leader = self._term is not None
+        self._fence("shutting down", release=False)
+        if was_leader:
+            try:
+                await self._lease.release()
+                logger.info("released the lease for a standby to take over")
+            except RedisError as exc:
+                logger.warning("could not release the lease (%s); it expires by itself", exc)
+        await self.drain(self.settings.shutdown_grace_seconds)
+        with contextlib.suppress(RedisError):
+            await self._membership.leave()
+        self._threads.shutdown(wait=False, cancel_futures=True)
+        await self._redis.aclose()
+
+    async def drain(self, grace: float) -> None:
+        """Wait for jobs still running from earlier terms, up to ``grace``."""
+        await asyncio.gather(*(executor.drain(grace) for executor in self._retired))
+        self._retired = [executor for executor in self._retired if executor.busy]
+
+    # -- leadership ---------------------------------------------------------------------------
+
+    async def _try_acquire(self) -> None:
+        loop = asyncio.get_running_loop()
+        sent = loop.time()
+        epoch = await self._lease.acquire()
+        if epoch is None:
+            return
+        term = LeaderTerm(epoch, self._valid_until(sent), loop.time)
+        self._term = term
+        self.last_renewal_sent = sent
+        self._arm_fence_timer(term)
+        logger.info("became leader with epoch %d", epoch)
+        try:
+            self._leader = self._start_scheduler(term)
+        except Exception as exc:
+            logger.warning("could not start the scheduler as leader (%s); stepping down", exc)
+            self._fence("scheduler did not start")
+
+    async def _renew(self) -> None:
+        term = self._term
+        assert term is not None
+        loop = asyncio.get_running_loop()
+        sent = loop.time()
+        renewed = await self._lease.renew()
+        if term is not self._term:
+            return
+        if not renewed:
+            self._fence("the lease was lost (another contender holds it)")
+        elif not term.active:
+            self._fence("renewal arrived after the term ended")
+        else:
+            term.extend(self._valid_until(sent))
+            self.last_renewal_sent = sent
+            self._arm_fence_timer(term)
+
+    def _valid_until(self, sent: float) -> float:
+        return sent + self.settings.lease_ttl_seconds - self.settings.fence_margin
+
+    def _arm_fence_timer(self, term: LeaderTerm) -> None:
+        if self._fence_timer is not None:
+            self._fence_timer.cancel()
+        loop = asyncio.get_running_loop()
+        self._fence_timer = loop.call_at(term.valid_until, self._on_deadline, term)
+
+    def _on_deadline(self, term: LeaderTerm) -> None:
+        if term is self._term:
+            self._fence("could not renew the lease in time")
+
+    def _fence(self, reason: str, *, release: bool = True) -> None:
+        """Stop firing now. Idempotent; running jobs go on and are drained later."""
+        term, self._term = self._term, None
+        if term is None:
+            return
+        term.end()
+        if self._fence_timer is not None:
+            self._fence_timer.cancel()
+            self._fence_timer = None
+        self.fenced_at = asyncio.get_running_loop().time()
+        level = logging.INFO if self._stopping.is_set() else logging.WARNING
+        logger.log(level, "stopped firing jobs (epoch %d): %s", term.epoch, reason)
+        leader, self._leader = self._leader, None
+        if leader is not None:
+            leader.scheduler.pause()
+            leader.executor.stop_accepting()
+            leader.scheduler.shutdown(wait=False)
+            self._retired.append(leader.executor)
+        if release and not self._stopping.is_set():
+            asyncio.get_running_loop().create_task(self._release_quietly())
+
+    async def _release_quietly(self) -> None:
+        with contextlib.suppress(RedisError):
+            await self._lease.release()
+
+    def _start_scheduler(self, term: LeaderTerm) -> _LeaderRun:
+        client = sync_redis(self.settings)
+        executor = ClaimingExecutor(
+            term=term,
+            claims=FireClaims(client, self.keys, self.settings.ledger_max_entries),
+            ledger=self._ledger,
+            registry=self._registry,
+            runner=self.id,
+            claim_ttl_seconds=self.settings.claim_ttl_seconds,
+            max_entries=self.settings.ledger_max_entries,
+            threads=self._threads,
+            on_stale_epoch=self._fence,
+        )
+        scheduler = LeaderScheduler(
+            on_not_leader=self._fence,
+            retry_seconds=self.settings.standby_retry_interval,
+            jobstores={"default": FencedRedisJobStore(client, self.keys, term)},
+            executors={"default": executor},
+            job_defaults=DEFAULTS,
+        )
+        scheduler.start(paused=True)
+        try:
+            sync_registered_jobs(scheduler, self._registry, client, self.keys)
+            scheduler.resume()
+        except Exception:
+            scheduler.shutdown(wait=False)
+            raise
+        return _LeaderRun(scheduler, executor, client)
+
+    # -- housekeeping -------------------------------------------------------------------------
+
+    async def _record_lost_runs(self) -> None:
+        """Record fires claimed by runners that died before writing how they ended."""
+        members = {
+            member.id
+            for member in await live_members(
+                self._redis, self.keys, int(self.settings.member_window_seconds * 1000)
+            )
+        }
+        mine = set().union(*(ex.running_fires for ex in self._executors()))
+        settle = timedelta(seconds=self.settings.lease_ttl_seconds)
+        now = utcnow()
+
+        def lost(claim: Claim) -> bool:
+            if claim.runner == self.id:
+                return claim.fire_id not in mine and now - claim.claimed_at > settle
+            return claim.runner not in members
+
+        if written := await self._ledger.record_lost(lost):
+            logger.warning("recorded %d run(s) whose runner stopped before finishing", written)
+
+    def _executors(self) -> list[ClaimingExecutor]:
+        current = [self._leader.executor] if self._leader else []
+        return current + self._retired
+
+    def _redis_trouble(self, exc: RedisError) -> None:
+        loop = asyncio.get_running_loop()
+        if self._redis_down_since is None:
+            self._redis_down_since = loop.time()
+            logger.warning("Redis is not answering (%s); retrying", exc)
+
+    def _redis_answers(self) -> None:
+        if self._redis_down_since is not None:
+            down_for = asyncio.get_running_loop().time() - self._redis_down_since
+            logger.info("Redis answers again after %.1fs", down_for)
+            self._redis_down_since = None

@@ -1,0 +1,27 @@
+"""The one callable every stored job references.
+
+APScheduler pickles a job's function as an import path and deletes stored jobs whose path no
+longer imports. Storing this fixed entry point with the job id as argument keeps jobs (and
+their paused state) in the store even while their code is missing, and means a stored job can
+only ever run a function registered with ``@job``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from services.core.registry import registry
+
+
+class UnknownTaskError(LookupError):
+    """The job's task is not registered in this process (its module is not in JOBS_MODULES)."""
+
+
+def run_task(task: str, /, **kwargs: Any) -> Any:
+    """Call the registered job ``task`` (the executor normally resolves and runs it itself)."""
+    spec = registry.get(task)
+    if spec is None:
+        raise UnknownTaskError(
+            f"task {task!r} is not registered here; add its module to JOBS_MODULES"
+        )
+    return spec.func(**kwargs)

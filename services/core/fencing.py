@@ -1,0 +1,60 @@
+"""A leadership term: the fencing epoch and how long this process may still act on it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+
+class NotLeaderError(Exception):
+    """This process cannot prove it still leads; it must not fire or write the job store."""
+
+
+class FireUncertainError(Exception):
+    """A claim's outcome is unknown (Redis did not answer); the job must stay due for now."""
+
+
+class LeaderTerm:
+    """Valid from acquisition until ``valid_until`` on a local monotonic clock, or ``end()``.
+
+    ``valid_until`` is set from when a successful renewal was *sent* plus the ttl minus a
+    margin, so the term always ends before the lease could expire in Redis.
+    """
+
+    def __init__(self, epoch: int, valid_until: float, clock: Callable[[], float]) -> None:
+        self.epoch = epoch
+        self.valid_until = valid_until
+        self._clock = clock
+        self._ended = False
+        self._uncertain: set[str] = set()
+
+    @property
+    def active(self) -> bool:
+        return not self._ended and self._clock() < self.valid_until
+
+    def extend(self, valid_until: float) -> None:
+        if not self._ended:
+            self.valid_until = max(self.valid_until, valid_until)
+
+    def end(self) -> None:
+        self._ended = True
+
+    def current_epoch(self) -> int | None:
+        """The epoch while the term is active, else None."""
+        return self.epoch if self.active else None
+
+    def mark_uncertain(self, job_id: str) -> None:
+        """A claim for this job got no answer: refuse the store update that would skip it."""
+        self._uncertain.add(job_id)
+
+    def require(self, job_id: str | None = None) -> int:
+        """The epoch for a job store write, or an exception that aborts the write.
+
+        :raises NotLeaderError: the term is over.
+        :raises FireUncertainError: a claim for ``job_id`` got no answer in this cycle.
+        """
+        if not self.active:
+            raise NotLeaderError(f"leadership term of epoch {self.epoch} is over")
+        if job_id is not None and job_id in self._uncertain:
+            self._uncertain.discard(job_id)
+            raise FireUncertainError(f"claim for job {job_id!r} got no answer; retrying")
+        return self.epoch

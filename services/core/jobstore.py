@@ -1,0 +1,124 @@
+"""APScheduler's Redis job store, fenced by the leader's epoch, and read access for the API."""
+
+from __future__ import annotations
+
+import logging
+import pickle
+from collections.abc import Iterable
+from typing import Any
+
+import redis
+import redis.asyncio as aioredis
+from apscheduler.job import Job
+from apscheduler.jobstores.base import ConflictingIdError, JobLookupError
+from apscheduler.jobstores.redis import RedisJobStore
+from apscheduler.util import datetime_to_utc_timestamp
+
+from services.core.connection import text
+from services.core.fencing import LeaderTerm, NotLeaderError
+from services.core.keys import Keys
+
+logger = logging.getLogger(__name__)
+
+# A job store write lands only while the writer's epoch is the current one, so a deposed leader
+# can never move a job's next run time. KEYS: epoch, jobs, run_times.
+# ARGV: epoch, op (add|update|remove), job id, pickled state, next run timestamp ('' = paused).
+_FENCED_WRITE = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
+local exists = redis.call('HEXISTS', KEYS[2], ARGV[3])
+if ARGV[2] == 'add' and exists == 1 then return -2 end
+if ARGV[2] ~= 'add' and exists == 0 then return -3 end
+if ARGV[2] == 'remove' then
+  redis.call('HDEL', KEYS[2], ARGV[3])
+  redis.call('ZREM', KEYS[3], ARGV[3])
+  return 1
+end
+redis.call('HSET', KEYS[2], ARGV[3], ARGV[4])
+if ARGV[5] == '' then
+  redis.call('ZREM', KEYS[3], ARGV[3])
+else
+  redis.call('ZADD', KEYS[3], ARGV[5], ARGV[3])
+end
+return 1
+"""
+
+
+class FencedRedisJobStore(RedisJobStore):  # type: ignore[misc]
+    """RedisJobStore whose writes are checked against the leader term, locally and in Redis."""
+
+    def __init__(self, client: redis.Redis, keys: Keys, term: LeaderTerm) -> None:
+        super().__init__(jobs_key=keys.jobs, run_times_key=keys.run_times)
+        self.redis = client
+        self._keys = keys
+        self._term = term
+        self._write = client.register_script(_FENCED_WRITE)
+
+    def _fenced(self, op: str, job_id: str, job: Job | None = None) -> None:
+        epoch = self._term.require(job_id if op == "update" else None)
+        state = b""
+        next_run = ""
+        if job is not None:
+            state = pickle.dumps(job.__getstate__(), self.pickle_protocol)
+            if job.next_run_time:
+                next_run = repr(datetime_to_utc_timestamp(job.next_run_time))
+        result = int(
+            self._write(
+                keys=[self._keys.epoch, self._keys.jobs, self._keys.run_times],
+                args=[epoch, op, job_id, state, next_run],
+            )
+        )
+        if result == -1:
+            self._term.end()
+            raise NotLeaderError(f"epoch {epoch} is no longer current; job store write refused")
+        if result == -2:
+            raise ConflictingIdError(job_id)
+        if result == -3:
+            raise JobLookupError(job_id)
+
+    def add_job(self, job: Job) -> None:
+        self._fenced("add", job.id, job)
+
+    def update_job(self, job: Job) -> None:
+        self._fenced("update", job.id, job)
+
+    def remove_job(self, job_id: str) -> None:
+        self._fenced("remove", job_id)
+
+    def remove_all_jobs(self) -> None:
+        for job_id in self.redis.hkeys(self.jobs_key):
+            self._fenced("remove", text(job_id))
+
+    def _reconstitute_jobs(self, job_states: Iterable[tuple[Any, bytes]]) -> list[Job]:
+        # APScheduler deletes jobs it cannot unpickle; keep them (no data is lost) and say so.
+        jobs = []
+        for job_id, job_state in job_states:
+            try:
+                jobs.append(self._reconstitute_job(job_state))
+            except Exception:
+                logger.exception("cannot load stored job %r; leaving it in the store", job_id)
+        return jobs
+
+
+def job_from_state(state: bytes | str) -> Job:
+    """A stored job, read-only (not bound to a scheduler)."""
+    job = Job.__new__(Job)
+    assert isinstance(state, bytes), "read jobs with a client made with decode=False"
+    job.__setstate__(pickle.loads(state))
+    return job
+
+
+async def read_jobs(client: aioredis.Redis, keys: Keys) -> list[Job]:
+    """All stored jobs, by id (client with ``decode_responses=False``)."""
+    states = await client.hgetall(keys.jobs)
+    jobs = []
+    for job_id, state in states.items():
+        try:
+            jobs.append(job_from_state(state))
+        except Exception:
+            logger.exception("cannot load stored job %r", job_id)
+    return sorted(jobs, key=lambda job: job.id)
+
+
+async def read_job(client: aioredis.Redis, keys: Keys, job_id: str) -> Job | None:
+    state = await client.hget(keys.jobs, job_id)
+    return job_from_state(state) if state else None

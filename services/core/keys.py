@@ -1,0 +1,74 @@
+"""Every Redis key tickonce reads or writes, in one place."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Keys:
+    """Key names under one prefix (``KEY_PREFIX``), so several deployments can share a Redis."""
+
+    prefix: str
+
+    @property
+    def lease(self) -> str:
+        """String: the leader's token, with the lease ttl as its expiry."""
+        return f"{self.prefix}lease"
+
+    @property
+    def epoch(self) -> str:
+        """Integer: the fencing epoch, incremented on every lease acquisition."""
+        return f"{self.prefix}epoch"
+
+    @property
+    def members(self) -> str:
+        """Sorted set: contender id -> last heartbeat (Redis server time, ms)."""
+        return f"{self.prefix}members"
+
+    @property
+    def member_info(self) -> str:
+        """Hash: contender id -> JSON with its role, mode and start time."""
+        return f"{self.prefix}members:info"
+
+    @property
+    def inflight(self) -> str:
+        """Hash: claimed fire -> JSON claim, removed when the run's ledger entry is written."""
+        return f"{self.prefix}inflight"
+
+    @property
+    def counters(self) -> str:
+        """Hash: cluster-wide counters (refused claims, lease acquisitions, ...)."""
+        return f"{self.prefix}counters"
+
+    @property
+    def definitions(self) -> str:
+        """Hash: job id -> fingerprint of its definition in code, as last synced."""
+        return f"{self.prefix}definitions"
+
+    @property
+    def jobs(self) -> str:
+        """APScheduler's RedisJobStore hash of pickled jobs."""
+        return f"{self.prefix}jobs"
+
+    @property
+    def run_times(self) -> str:
+        """APScheduler's RedisJobStore sorted set of next run times."""
+        return f"{self.prefix}run_times"
+
+    @property
+    def commands(self) -> str:
+        """Stream of control commands sent to the leader."""
+        return f"{self.prefix}commands"
+
+    def claim(self, job_id: str, scheduled_ms: int) -> str:
+        """String: who claimed this job's fire time; set once, with an expiry."""
+        return f"{self.prefix}claim:{job_id}:{scheduled_ms}"
+
+    def runs(self, job_id: str) -> str:
+        """Stream: the run ledger of one job, capped."""
+        return f"{self.prefix}runs:{job_id}"
+
+    def example(self, name: str) -> str:
+        """Keys written by the shipped example jobs (e.g. the heartbeat's beats)."""
+        return f"{self.prefix}examples:{name}"

@@ -1,0 +1,205 @@
+"""The run ledger: every fire time of a job ends as exactly one entry in a capped Redis Stream."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import redis.asyncio as aioredis
+
+from services.core.connection import text
+from services.core.keys import Keys
+
+Status = Literal["succeeded", "failed", "skipped", "missed"]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def iso(moment: datetime | None) -> str:
+    """ISO 8601 in UTC with milliseconds, the ledger's time format."""
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds") if moment else ""
+
+
+def parse_iso(text: str) -> datetime | None:
+    return datetime.fromisoformat(text) if text else None
+
+
+def fire_ms(scheduled_at: datetime) -> int:
+    """A fire time as integer epoch milliseconds: the identity of one scheduled run."""
+    return round(scheduled_at.timestamp() * 1000)
+
+
+def fire_id(job_id: str, scheduled_at: datetime) -> str:
+    """Field of a claimed fire in the inflight hash."""
+    return f"{job_id}@{fire_ms(scheduled_at)}"
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One ledger entry: how one fire time of one job ended."""
+
+    job_id: str
+    scheduled_at: datetime
+    status: Status
+    runner: str
+    epoch: int
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    reason: str = ""
+    error: str = ""
+    duration_ms: float | None = None
+
+    def fields(self) -> dict[str, str]:
+        return {
+            "job_id": self.job_id,
+            "scheduled_at": iso(self.scheduled_at),
+            "started_at": iso(self.started_at),
+            "finished_at": iso(self.finished_at),
+            "status": self.status,
+            "reason": self.reason,
+            "duration_ms": "" if self.duration_ms is None else f"{self.duration_ms:.3f}",
+            "runner": self.runner,
+            "epoch": str(self.epoch),
+            "error": self.error,
+        }
+
+    def flat_fields(self) -> list[str]:
+        """``[name, value, name, value, ...]`` as XADD takes them from a Lua script."""
+        return [part for pair in self.fields().items() for part in pair]
+
+    @classmethod
+    def from_fields(cls, fields: Mapping[str, str] | Any) -> RunRecord:
+        scheduled_at = parse_iso(fields["scheduled_at"])
+        assert scheduled_at is not None
+        duration = fields.get("duration_ms", "")
+        return cls(
+            job_id=fields["job_id"],
+            scheduled_at=scheduled_at,
+            status=fields["status"],  # type: ignore[arg-type]
+            runner=fields.get("runner", ""),
+            epoch=int(fields.get("epoch") or 0),
+            started_at=parse_iso(fields.get("started_at", "")),
+            finished_at=parse_iso(fields.get("finished_at", "")),
+            reason=fields.get("reason", ""),
+            error=fields.get("error", ""),
+            duration_ms=float(duration) if duration else None,
+        )
+
+
+@dataclass(frozen=True)
+class Claim:
+    """Who claimed a fire time: stored under the claim key and in the inflight hash."""
+
+    job_id: str
+    scheduled_at: datetime
+    runner: str
+    epoch: int
+    claimed_at: datetime
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "job_id": self.job_id,
+                "scheduled_at": iso(self.scheduled_at),
+                "runner": self.runner,
+                "epoch": self.epoch,
+                "claimed_at": iso(self.claimed_at),
+            }
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> Claim:
+        data = json.loads(text)
+        return cls(
+            job_id=data["job_id"],
+            scheduled_at=datetime.fromisoformat(data["scheduled_at"]),
+            runner=data["runner"],
+            epoch=int(data["epoch"]),
+            claimed_at=datetime.fromisoformat(data["claimed_at"]),
+        )
+
+    @property
+    def fire_id(self) -> str:
+        return fire_id(self.job_id, self.scheduled_at)
+
+
+# The first writer of a claimed fire records it; anyone later (a runner finishing after a leader
+# recorded it as lost, or the reverse) adds nothing. KEYS: inflight, runs stream.
+# ARGV: fire id, max entries, then field/value pairs.
+_FINISH = """
+if redis.call('HDEL', KEYS[1], ARGV[1]) == 0 then
+  return 0
+end
+redis.call('XADD', KEYS[2], 'MAXLEN', '=', ARGV[2], '*', unpack(ARGV, 3))
+return 1
+"""
+
+
+class RunLedger:
+    """Writes and reads the run ledger (client with ``decode_responses=True``)."""
+
+    def __init__(self, client: aioredis.Redis, keys: Keys, max_entries: int) -> None:
+        self._client = client
+        self._keys = keys
+        self._max_entries = max_entries
+        self._finish = client.register_script(_FINISH)
+
+    async def finish(self, record: RunRecord) -> bool:
+        """Record how a claimed run ended. False if this fire was already recorded."""
+        written = await self._finish(
+            keys=[self._keys.inflight, self._keys.runs(record.job_id)],
+            args=[
+                fire_id(record.job_id, record.scheduled_at),
+                self._max_entries,
+                *record.flat_fields(),
+            ],
+        )
+        return bool(written)
+
+    async def recent(self, job_id: str, limit: int) -> list[RunRecord]:
+        """The newest ``limit`` entries of a job, newest first."""
+        entries = await self._client.xrevrange(self._keys.runs(job_id), count=limit)
+        return [RunRecord.from_fields(fields) for _, fields in entries or []]
+
+    async def has_history(self, job_id: str) -> bool:
+        return bool(await self._client.exists(self._keys.runs(job_id)))
+
+    async def inflight(self) -> list[Claim]:
+        """Claimed fires whose ledger entry is not written yet."""
+        raw = await self._client.hgetall(self._keys.inflight)
+        return [Claim.from_json(text(value)) for value in raw.values()]
+
+    async def record_lost(self, is_lost: Callable[[Claim], bool]) -> int:
+        """Close claimed fires whose runner is gone as ``failed`` (reason ``runner_lost``).
+
+        Without this, a runner killed between claim and record would leave its fire time
+        without any ledger entry. Returns how many entries were written.
+        """
+        written = 0
+        now = utcnow()
+        for claim in await self.inflight():
+            if not is_lost(claim):
+                continue
+            record = RunRecord(
+                job_id=claim.job_id,
+                scheduled_at=claim.scheduled_at,
+                status="failed",
+                runner=claim.runner,
+                epoch=claim.epoch,
+                started_at=claim.claimed_at,
+                finished_at=now,
+                reason="runner_lost",
+                error=f"runner {claim.runner} stopped before recording how this run ended",
+            )
+            written += await self.finish(record)
+        return written
+
+
+def with_status(record: RunRecord, **changes: object) -> RunRecord:
+    """A copy of a record with some fields changed."""
+    return replace(record, **changes)  # type: ignore[arg-type]

@@ -1,0 +1,51 @@
+"""The leader's APScheduler: an AsyncIOScheduler on the fenced Redis job store."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import UTC
+from typing import Any
+
+import redis
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from services.core.fencing import FireUncertainError, NotLeaderError
+
+logger = logging.getLogger(__name__)
+
+
+class LeaderScheduler(AsyncIOScheduler):  # type: ignore[misc]
+    """AsyncIOScheduler that survives job store errors and stops when it is no longer leader.
+
+    In APScheduler 3.x an exception escaping ``_process_jobs`` (say, Redis failing while a job's
+    next run time is written) ends its timer for good; here it schedules a retry instead.
+    """
+
+    def __init__(
+        self, *, on_not_leader: Callable[[str], None], retry_seconds: float, **options: Any
+    ) -> None:
+        options.setdefault("timezone", UTC)
+        options.setdefault("jobstore_retry_interval", retry_seconds)
+        super().__init__(**options)
+        self._on_not_leader = on_not_leader
+        self._retry_seconds = retry_seconds
+
+    def _process_jobs(self) -> float | None:
+        try:
+            wait: float | None = super()._process_jobs()
+        except NotLeaderError as exc:
+            self._on_not_leader(str(exc))
+            return None
+        except FireUncertainError as exc:
+            logger.warning("%s", exc)
+            return self._retry_seconds
+        except redis.RedisError as exc:
+            logger.warning(
+                "job store unavailable (%s); retrying in %.1fs", exc, self._retry_seconds
+            )
+            return self._retry_seconds
+        except Exception:
+            logger.exception("processing due jobs failed; retrying in %.1fs", self._retry_seconds)
+            return self._retry_seconds
+        return wait

@@ -1,0 +1,24 @@
+"""What both services do at start: read settings, set up logging, register jobs."""
+
+from __future__ import annotations
+
+import logging
+
+from services.core.registry import JobsModuleError, load_job_modules
+from services.core.settings import ConfigError, Settings, exit_with_config_error, get_settings
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def prepare() -> Settings:
+    """Settings, logging and job modules, or exit with one line naming what is wrong."""
+    try:
+        settings = get_settings()
+    except ConfigError as exc:
+        exit_with_config_error(exc)
+    logging.basicConfig(level=settings.log_level, format=LOG_FORMAT)
+    try:
+        load_job_modules(settings.jobs_modules)
+    except JobsModuleError as exc:
+        exit_with_config_error(exc)
+    return settings

@@ -1,0 +1,1 @@
+"""Jobs shipped with tickonce (the default JOBS_MODULES)."""

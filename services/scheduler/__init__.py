@@ -1,0 +1,1 @@
+"""The scheduler service: a leader and hot standbys contending for one lease."""

@@ -1,0 +1,50 @@
+"""``python -m services.scheduler``: contend for leadership and fire jobs while leader.
+
+SIGTERM or SIGINT: stop firing, hand the lease to a standby at once, let running jobs finish
+within SHUTDOWN_GRACE_SECONDS, exit 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+import threading
+
+from services.core.contender import Contender
+from services.core.registry import registry
+from services.core.settings import Settings
+from services.core.startup import prepare
+
+logger = logging.getLogger("tickonce.scheduler")
+
+
+async def serve(settings: Settings) -> None:
+    contender = Contender(settings, registry, mode="scheduler")
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    running = asyncio.create_task(contender.run())
+    await stop.wait()
+    logger.info("stopping: no new fires; waiting up to %.0fs for running jobs",
+                settings.shutdown_grace_seconds)
+    await contender.stop()
+    await running
+
+
+def main() -> None:
+    settings = prepare()
+    asyncio.run(serve(settings))
+    logging.shutdown()
+    sys.stdout.flush()
+    if threading.active_count() > 1:
+        # A sync job still running past the grace period cannot be interrupted; do not let its
+        # thread hold the exit (its fire is recorded as failed by the next leader).
+        os._exit(0)
+
+
+if __name__ == "__main__":
+    main()
