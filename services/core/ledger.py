@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 import redis.asyncio as aioredis
@@ -29,9 +29,17 @@ def parse_iso(text: str) -> datetime | None:
     return datetime.fromisoformat(text) if text else None
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
+
+
 def fire_ms(scheduled_at: datetime) -> int:
-    """A fire time as integer epoch milliseconds: the identity of one scheduled run."""
-    return round(scheduled_at.timestamp() * 1000)
+    """A fire time as integer epoch milliseconds: the identity of one scheduled run.
+
+    Exact integer arithmetic, truncating like the ledger's ISO text does, so a time read back
+    from the ledger names the same fire.
+    """
+    return (scheduled_at - _EPOCH) // _MS
 
 
 def fire_id(job_id: str, scheduled_at: datetime) -> str:

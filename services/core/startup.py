@@ -10,15 +10,15 @@ from services.core.settings import ConfigError, Settings, exit_with_config_error
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
-def prepare() -> Settings:
+def prepare(exit_code: int = 2) -> Settings:
     """Settings, logging and job modules, or exit with one line naming what is wrong."""
     try:
         settings = get_settings()
     except ConfigError as exc:
-        exit_with_config_error(exc)
+        exit_with_config_error(exc, exit_code)
     logging.basicConfig(level=settings.log_level, format=LOG_FORMAT)
     try:
         load_job_modules(settings.jobs_modules)
     except JobsModuleError as exc:
-        exit_with_config_error(exc)
+        exit_with_config_error(exc, exit_code)
     return settings

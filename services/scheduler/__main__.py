@@ -29,8 +29,10 @@ async def serve(settings: Settings) -> None:
         loop.add_signal_handler(signum, stop.set)
     running = asyncio.create_task(contender.run())
     await stop.wait()
-    logger.info("stopping: no new fires; waiting up to %.0fs for running jobs",
-                settings.shutdown_grace_seconds)
+    logger.info(
+        "stopping: no new fires; waiting up to %.0fs for running jobs",
+        settings.shutdown_grace_seconds,
+    )
     await contender.stop()
     await running
 

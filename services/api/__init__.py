@@ -1,0 +1,1 @@
+"""The API service: job state, run history, leader status and health, over FastAPI."""

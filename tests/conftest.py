@@ -1,0 +1,73 @@
+"""Shared fixtures: a real Redis server, a fresh key prefix per test, settings that use them."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from services.core.settings import Settings
+from tests.support.processes import Processes
+from tests.support.redis_server import RedisServer
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """A Redis of this test's own, to pause, stop or restart (with AOF persistence)."""
+    server = RedisServer(tmp_path / "redis", persist=True).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def prefix() -> str:
+    """Every test works under its own key prefix, so tests never see each other's keys."""
+    return f"test-{uuid.uuid4().hex[:8]}:"
+
+
+@pytest.fixture
+def make_settings(prefix: str) -> object:
+    def make(server: RedisServer, **overrides: object) -> Settings:
+        values: dict[str, object] = {
+            "redis_url": server.url,
+            "key_prefix": prefix,
+            "lease_ttl_seconds": 2.0,
+            "jobs_modules": ["tests.support.probe_jobs"],
+            "shutdown_grace_seconds": 5.0,
+            **overrides,
+        }
+        return Settings(**values)  # type: ignore[arg-type]
+
+    return make
+
+
+@pytest.fixture
+def client(redis_server: RedisServer) -> Iterator[redis.Redis]:
+    connection = redis_server.client()
+    yield connection
+    connection.close()
+
+
+@pytest.fixture
+def processes(tmp_path: Path, prefix: str) -> Iterator[Processes]:
+    procs = Processes(
+        tmp_path,
+        {
+            "KEY_PREFIX": prefix,
+            "JOBS_MODULES": "tests.support.probe_jobs",
+            "LEASE_TTL_SECONDS": "2",
+            "SHUTDOWN_GRACE_SECONDS": "5",
+        },
+    )
+    yield procs
+    procs.close()

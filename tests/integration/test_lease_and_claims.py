@@ -1,0 +1,178 @@
+"""Lease, fencing epoch and claims against a real Redis."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import redis
+import redis.asyncio as aioredis
+from apscheduler.job import Job
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+
+from services.core.claims import ClaimResult, FireClaims
+from services.core.execution import run_task
+from services.core.fencing import LeaderTerm, NotLeaderError
+from services.core.jobstore import FencedRedisJobStore
+from services.core.keys import Keys
+from services.core.lease import Lease, read_leader
+from services.core.ledger import Claim, RunLedger, RunRecord
+from tests.support.redis_server import RedisServer
+
+FIRE = datetime(2030, 1, 1, 12, 0, 0, tzinfo=UTC)
+TTL_MS = 2000
+
+
+@pytest.fixture
+async def aclient(redis_server: RedisServer) -> AsyncIterator[aioredis.Redis]:
+    connection = aioredis.Redis.from_url(redis_server.url, decode_responses=True)
+    yield connection
+    await connection.aclose()
+
+
+def claim(keys: Keys, epoch: int, at: datetime = FIRE, runner: str = "a:1") -> Claim:
+    return Claim("job", at, runner, epoch, datetime.now(UTC))
+
+
+async def test_acquisition_is_exclusive_and_each_one_raises_the_epoch(
+    aclient: aioredis.Redis, prefix: str
+) -> None:
+    keys = Keys(prefix)
+    first, second = Lease(aclient, keys, "a:1", TTL_MS), Lease(aclient, keys, "b:2", TTL_MS)
+
+    assert await first.acquire() == 1
+    assert await second.acquire() is None, "a held lease must not be taken"
+    view = await read_leader(aclient, keys)
+    assert (view.leader, view.epoch) == ("a:1", 1)
+    assert view.expires_in_ms is not None and 0 < view.expires_in_ms <= TTL_MS
+
+    assert await first.release()
+    assert await second.acquire() == 2
+    assert (await read_leader(aclient, keys)).leader == "b:2"
+
+
+async def test_renew_and_release_by_a_non_holder_fail(aclient: aioredis.Redis, prefix: str) -> None:
+    keys = Keys(prefix)
+    holder, other = Lease(aclient, keys, "a:1", TTL_MS), Lease(aclient, keys, "b:2", TTL_MS)
+    await holder.acquire()
+
+    assert not await other.renew(), "renewal without ever holding the lease must fail"
+    await aclient.set(keys.lease, "someone-else#token", px=TTL_MS)  # lease taken over
+    assert not await holder.renew(), "renewal with a stale token must fail"
+    assert not await holder.release(), "release with a stale token must not delete the lease"
+    assert await aclient.get(keys.lease) == "someone-else#token"
+
+
+def test_claims_refuse_a_stale_epoch_and_a_second_claim_of_the_same_fire(
+    client: redis.Redis, prefix: str
+) -> None:
+    keys = Keys(prefix)
+    client.set(keys.epoch, 2)
+    claims = FireClaims(redis.Redis(connection_pool=client.connection_pool), keys, 100)
+
+    assert claims.claim(claim(keys, epoch=1), TTL_MS) is ClaimResult.STALE_EPOCH
+    assert not client.exists(keys.claim("job", int(FIRE.timestamp() * 1000))), (
+        "a stale epoch's claim must not take the fire time"
+    )
+    assert claims.claim(claim(keys, epoch=2), TTL_MS) is ClaimResult.GRANTED
+    assert claims.claim(claim(keys, epoch=2, runner="b:2"), TTL_MS) is ClaimResult.TAKEN
+    later = FIRE + timedelta(seconds=1)
+    assert claims.claim(claim(keys, epoch=2, at=later), TTL_MS) is ClaimResult.GRANTED
+
+    counters = client.hgetall(keys.counters)
+    assert counters == {"claims_refused_stale_epoch": "1", "claims_refused_taken": "1"}
+    assert client.hlen(keys.inflight) == 2, "granted claims are inflight until recorded"
+
+
+async def test_a_claimed_fire_is_recorded_once(
+    aclient: aioredis.Redis, client: redis.Redis, prefix: str
+) -> None:
+    keys = Keys(prefix)
+    client.set(keys.epoch, 1)
+    FireClaims(redis.Redis(connection_pool=client.connection_pool), keys, 100).claim(
+        claim(keys, 1), TTL_MS
+    )
+    ledger = RunLedger(aclient, keys, max_entries=100)
+    record = RunRecord("job", FIRE, "succeeded", "a:1", 1, duration_ms=1.0)
+
+    assert await ledger.finish(record)
+    lost = await ledger.record_lost(lambda _: True)
+    assert not await ledger.finish(record), "the same fire must not be recorded twice"
+    assert lost == 0
+    assert [r.status for r in await ledger.recent("job", 10)] == ["succeeded"]
+
+
+async def test_a_dead_runners_claim_is_recorded_as_lost(
+    aclient: aioredis.Redis, client: redis.Redis, prefix: str
+) -> None:
+    keys = Keys(prefix)
+    client.set(keys.epoch, 1)
+    FireClaims(redis.Redis(connection_pool=client.connection_pool), keys, 100).claim(
+        claim(keys, 1, runner="dead:1"), TTL_MS
+    )
+    ledger = RunLedger(aclient, keys, max_entries=100)
+
+    assert await ledger.record_lost(lambda c: c.runner == "dead:1") == 1
+    late = RunRecord("job", FIRE, "succeeded", "dead:1", 1)
+    assert not await ledger.finish(late), (
+        "a runner finishing after being recorded lost adds nothing"
+    )
+    [entry] = await ledger.recent("job", 10)
+    assert (entry.status, entry.reason) == ("failed", "runner_lost")
+
+
+def test_the_ledger_is_capped(client: redis.Redis, prefix: str) -> None:
+    keys = Keys(prefix)
+    client.set(keys.epoch, 1)
+    claims = FireClaims(redis.Redis(connection_pool=client.connection_pool), keys, max_entries=5)
+    unrun = []
+    for n in range(8):
+        at = FIRE + timedelta(seconds=n)
+        unrun.append(
+            (claim(keys, 1, at=at), RunRecord("job", at, "skipped", "a:1", 1, reason="coalesced"))
+        )
+    assert claims.record_unrun(unrun, TTL_MS) == [ClaimResult.GRANTED] * 8
+    assert client.xlen(keys.runs("job")) == 5
+
+
+def test_job_store_writes_with_a_stale_epoch_are_refused(client: redis.Redis, prefix: str) -> None:
+    keys = Keys(prefix)
+    client.set(keys.epoch, 3)
+    raw = redis.Redis(
+        connection_pool=redis.ConnectionPool(
+            host="127.0.0.1", port=client.connection_pool.connection_kwargs["port"]
+        )
+    )
+    clock = iter(range(10**6)).__next__
+    current = FencedRedisJobStore(raw, keys, LeaderTerm(3, float("inf"), lambda: 0.0))
+    stale = FencedRedisJobStore(raw, keys, LeaderTerm(2, float("inf"), lambda: 0.0))
+    expired = FencedRedisJobStore(raw, keys, LeaderTerm(3, 5.0, lambda: float(clock() + 10)))
+    scheduler = BackgroundScheduler(timezone=UTC)
+    for store in (current, stale, expired):
+        store._scheduler, store._alias = scheduler, "default"
+    job = Job(
+        scheduler,
+        id="job",
+        func=run_task,
+        args=["job"],
+        kwargs={},
+        trigger=IntervalTrigger(seconds=1, timezone=UTC),
+        executor="default",
+        name="job",
+        misfire_grace_time=1,
+        coalesce=True,
+        max_instances=1,
+        next_run_time=FIRE,
+    )
+
+    current.add_job(job)
+    job._modify(next_run_time=FIRE + timedelta(seconds=1))
+    with pytest.raises(NotLeaderError):
+        stale.update_job(job)
+    with pytest.raises(NotLeaderError):
+        expired.update_job(job)
+    assert current.lookup_job("job").next_run_time == FIRE, "refused writes must not land"
+    current.update_job(job)
+    assert current.lookup_job("job").next_run_time == FIRE + timedelta(seconds=1)

@@ -1,0 +1,64 @@
+"""A leader that cannot prove renewal stops firing before its lease could expire elsewhere."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+from services.core.contender import Contender
+from services.core.registry import Registry
+from services.core.settings import Settings
+from tests.support.redis_server import RedisServer
+
+TTL = 1.5
+
+
+async def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    async with asyncio.timeout(timeout):
+        while not condition():
+            await asyncio.sleep(0.02)
+    assert condition(), what
+
+
+async def test_leader_fences_itself_when_redis_stops_answering_then_recovers(
+    private_redis: RedisServer, make_settings: Callable[..., Settings]
+) -> None:
+    settings = make_settings(private_redis, lease_ttl_seconds=TTL, jobs_modules=[])
+    loop = asyncio.get_running_loop()
+    fired: list[float] = []  # loop-clock times at which the job body started
+    jobs = Registry()
+
+    @jobs.job("interval", seconds=1, id="beat")
+    async def beat() -> None:
+        fired.append(loop.time())
+
+    contender = Contender(settings, jobs, mode="scheduler")
+    running = asyncio.create_task(contender.run())
+    try:
+        await wait_for(lambda: len(fired) >= 2, 10, "the leader to fire twice")
+        first_epoch = contender.epoch
+        assert first_epoch is not None
+
+        private_redis.pause()  # Redis stops answering; its clock keeps running
+        await wait_for(lambda: contender.fenced_at is not None, 3 * TTL, "self-fencing")
+        assert contender.last_renewal_sent is not None and contender.fenced_at is not None
+        lease_could_expire_at = contender.last_renewal_sent + TTL
+        assert contender.fenced_at < lease_could_expire_at, (
+            "the leader must stop firing before its lease can expire in Redis"
+        )
+        assert not contender.is_leader
+        fired_before = len(fired)
+        await asyncio.sleep(TTL)
+        assert len(fired) == fired_before, "a fenced leader must not fire"
+        assert all(at < contender.fenced_at for at in fired)
+
+        private_redis.resume()
+        await wait_for(lambda: contender.is_leader, 5 * TTL, "leadership after Redis returns")
+        assert contender.epoch is not None and contender.epoch > first_epoch, (
+            "a new term must have a new fencing epoch"
+        )
+        await wait_for(lambda: len(fired) > fired_before, 5, "firing again after recovery")
+    finally:
+        private_redis.resume()
+        await contender.stop()
+        await running

@@ -1,0 +1,1 @@
+"""Test helpers: real Redis servers, real processes, ledger checks."""

@@ -1,0 +1,75 @@
+"""Read the ledger and a job's own writes, and check the exactly-once guarantee on them."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass
+
+import redis
+
+from services.core.keys import Keys
+from services.core.ledger import RunRecord, fire_ms
+from tests.support.probe_jobs import PROBE, probe_key
+
+
+@dataclass
+class Evidence:
+    ledger: list[RunRecord]
+    own_writes: list[dict[str, int | str]]
+
+    @property
+    def ledger_times(self) -> list[int]:
+        return sorted(fire_ms(entry.scheduled_at) for entry in self.ledger)
+
+    @property
+    def succeeded_times(self) -> list[int]:
+        return sorted(fire_ms(e.scheduled_at) for e in self.ledger if e.status == "succeeded")
+
+    @property
+    def written_times(self) -> list[int]:
+        return sorted(int(write["at"]) for write in self.own_writes)
+
+    def runners(self) -> set[str]:
+        return {entry.runner for entry in self.ledger}
+
+
+def read_evidence(client: redis.Redis, prefix: str, job_id: str = PROBE) -> Evidence:
+    entries = client.xrange(Keys(prefix).runs(job_id))
+    ledger = [RunRecord.from_fields(fields) for _, fields in entries]
+    own = [json.loads(item) for item in client.lrange(probe_key(prefix), 0, -1)]
+    return Evidence(ledger, own)
+
+
+def duplicates(times: list[int]) -> list[int]:
+    return sorted(time for time, count in Counter(times).items() if count > 1)
+
+
+def gaps(times: list[int], interval_ms: int = 1000) -> list[tuple[int, int]]:
+    """Consecutive fire times further apart than one interval (1 ms of rounding allowed)."""
+    ordered = sorted(set(times))
+    return [(a, b) for a, b in zip(ordered, ordered[1:], strict=False) if b - a > interval_ms + 1]
+
+
+def assert_exactly_once(evidence: Evidence, *, min_runs: int, allow_lost: bool = False) -> None:
+    """No fire time twice (ledger and own writes agree); with catch-up, no time missing."""
+    assert not duplicates(evidence.ledger_times), (
+        f"fire times with more than one ledger entry: {duplicates(evidence.ledger_times)}"
+    )
+    assert not duplicates(evidence.written_times), (
+        f"fire times the job itself ran twice: {duplicates(evidence.written_times)}"
+    )
+    assert evidence.written_times == evidence.succeeded_times, (
+        "the job's own writes and the ledger's succeeded entries disagree: "
+        f"only written {sorted(set(evidence.written_times) - set(evidence.succeeded_times))}, "
+        f"only in ledger {sorted(set(evidence.succeeded_times) - set(evidence.written_times))}"
+    )
+    assert len(evidence.succeeded_times) >= min_runs, (
+        f"only {len(evidence.succeeded_times)} runs, expected at least {min_runs}"
+    )
+    assert not gaps(evidence.ledger_times), (
+        f"fire times with no ledger entry between {gaps(evidence.ledger_times)}"
+    )
+    if not allow_lost:
+        statuses = Counter(entry.status for entry in evidence.ledger)
+        assert set(statuses) == {"succeeded"}, f"not every fire time succeeded: {statuses}"

@@ -1,0 +1,31 @@
+"""A 1-second job that writes its own record of every run, independent of the ledger.
+
+Catch-up on (coalesce=False, generous grace): every fire time runs, even after a failover,
+so tests can demand that no time is lost as well as none run twice.
+"""
+
+from __future__ import annotations
+
+import json
+
+import redis.asyncio as aioredis
+
+from services.core.keys import Keys
+from services.core.ledger import fire_ms
+from services.core.registry import current_run, job
+from services.core.settings import get_settings
+
+PROBE = "probe"
+
+
+def probe_key(prefix: str) -> str:
+    return Keys(prefix).example(PROBE)
+
+
+@job("interval", seconds=1, id=PROBE, coalesce=False, misfire_grace_time=30)
+async def probe() -> None:
+    run = current_run()
+    settings = get_settings()
+    record = {"at": fire_ms(run.scheduled_at), "runner": run.runner, "epoch": run.epoch}
+    async with aioredis.Redis.from_url(settings.redis_url) as client:
+        await client.rpush(probe_key(settings.key_prefix), json.dumps(record))

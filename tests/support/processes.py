@@ -1,0 +1,107 @@
+"""Real scheduler and gunicorn processes, each in its own process group, always cleaned up."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+
+
+def wait_until(
+    condition: Callable[[], object], timeout: float, what: str, interval: float = 0.05
+) -> object:
+    """Poll until ``condition()`` is truthy; fail naming ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+class Processes:
+    """Starts processes with a given environment; ``close()`` stops every one of them."""
+
+    def __init__(self, logdir: Path, env: Mapping[str, str]) -> None:
+        self.logdir = logdir
+        self.env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1", **env}
+        self.started: dict[str, subprocess.Popen[bytes]] = {}
+
+    def start(self, name: str, argv: list[str], **env: str) -> subprocess.Popen[bytes]:
+        log = (self.logdir / f"{name}.log").open("ab")
+        process = subprocess.Popen(
+            argv,
+            cwd=REPO,
+            env={**self.env, **env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.started[name] = process
+        return process
+
+    def scheduler(self, name: str, **env: str) -> subprocess.Popen[bytes]:
+        return self.start(name, [sys.executable, "-m", "services.scheduler"], **env)
+
+    def gunicorn(self, name: str, port: int, workers: int, **env: str) -> subprocess.Popen[bytes]:
+        return self.start(
+            name,
+            [
+                str(BIN / "gunicorn"),
+                "services.api.main:app",
+                "--worker-class",
+                "uvicorn_worker.UvicornWorker",
+                "--workers",
+                str(workers),
+                "--bind",
+                f"127.0.0.1:{port}",
+                "--graceful-timeout",
+                "10",
+            ],
+            **env,
+        )
+
+    def by_pid(self, pid: int) -> str | None:
+        return next((name for name, proc in self.started.items() if proc.pid == pid), None)
+
+    def signal(self, name: str, signum: int) -> None:
+        os.killpg(self.started[name].pid, signum)
+
+    def log(self, name: str) -> str:
+        return (self.logdir / f"{name}.log").read_text(errors="replace")
+
+    def terminate(self, name: str, timeout: float = 20) -> int:
+        """SIGTERM the group and wait; SIGKILL if it does not exit in time."""
+        process = self.started[name]
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait(timeout=10)
+        return process.returncode
+
+    def close(self) -> None:
+        for name in list(self.started):
+            try:
+                self.terminate(name)
+            except ProcessLookupError:
+                pass
+            # Orphans of a killed leader (never expected) must not outlive the test either.
+            try:
+                os.killpg(self.started[name].pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        for name in self.started:
+            tail = self.log(name).splitlines()[-25:]
+            print(f"---- {name} (last lines) ----", *tail, sep="\n")
