@@ -13,9 +13,9 @@ from tests.support.redis_server import RedisServer
 TTL = 1.5
 
 
-async def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    async with asyncio.timeout(timeout):
-        while not condition():
+async def wait_for(condition: Callable[[], bool], within: float, what: str) -> None:
+    async with asyncio.timeout(within):
+        while not condition():  # noqa: ASYNC110 - polls state owned by the code under test
             await asyncio.sleep(0.02)
     assert condition(), what
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections import Counter
 from dataclasses import dataclass
@@ -36,7 +37,7 @@ class Evidence:
 
 def read_evidence(client: redis.Redis, prefix: str, job_id: str = PROBE) -> Evidence:
     entries = client.xrange(Keys(prefix).runs(job_id))
-    ledger = [RunRecord.from_fields(fields) for _, fields in entries]
+    ledger = [RunRecord.from_fields(fields) for _, fields in entries or []]
     own = [json.loads(item) for item in client.lrange(probe_key(prefix), 0, -1)]
     return Evidence(ledger, own)
 
@@ -48,7 +49,7 @@ def duplicates(times: list[int]) -> list[int]:
 def gaps(times: list[int], interval_ms: int = 1000) -> list[tuple[int, int]]:
     """Consecutive fire times further apart than one interval (1 ms of rounding allowed)."""
     ordered = sorted(set(times))
-    return [(a, b) for a, b in zip(ordered, ordered[1:], strict=False) if b - a > interval_ms + 1]
+    return [(a, b) for a, b in itertools.pairwise(ordered) if b - a > interval_ms + 1]
 
 
 def assert_exactly_once(evidence: Evidence, *, min_runs: int, allow_lost: bool = False) -> None:

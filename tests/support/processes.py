@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -9,14 +10,15 @@ import sys
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 
 
-def wait_until(
-    condition: Callable[[], object], timeout: float, what: str, interval: float = 0.05
-) -> object:
+def wait_until(condition: Callable[[], T], timeout: float, what: str, interval: float = 0.05) -> T:
     """Poll until ``condition()`` is truthy; fail naming ``what`` after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while True:
@@ -93,15 +95,11 @@ class Processes:
 
     def close(self) -> None:
         for name in list(self.started):
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 self.terminate(name)
-            except ProcessLookupError:
-                pass
             # Orphans of a killed leader (never expected) must not outlive the test either.
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.started[name].pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
         for name in self.started:
             tail = self.log(name).splitlines()[-25:]
             print(f"---- {name} (last lines) ----", *tail, sep="\n")
