@@ -1,0 +1,69 @@
+"""Starting a leader syncs jobs from code without resetting paused state or next run times."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC
+
+import pytest
+import redis
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from services.core.fencing import LeaderTerm
+from services.core.jobstore import FencedRedisJobStore
+from services.core.jobsync import sync_registered_jobs
+from services.core.keys import Keys
+from services.core.registry import Registry
+from tests.support.redis_server import RedisServer
+
+
+def work() -> None: ...
+
+
+@pytest.fixture
+def raw(redis_server: RedisServer) -> Iterator[redis.Redis]:
+    connection = redis.Redis(port=redis_server.port)
+    yield connection
+    connection.close()
+
+
+def leader(raw: redis.Redis, keys: Keys) -> BackgroundScheduler:
+    """A new leader's scheduler on the fenced store (started paused: nothing fires)."""
+    epoch = int(raw.incr(keys.epoch))
+    scheduler = BackgroundScheduler(timezone=UTC)
+    scheduler.add_jobstore(
+        FencedRedisJobStore(raw, keys, LeaderTerm(epoch, float("inf"), lambda: 0.0))
+    )
+    scheduler.start(paused=True)
+    return scheduler
+
+
+def registry(**intervals: int) -> Registry:
+    jobs = Registry()
+    for job_id, seconds in intervals.items():
+        jobs.job("interval", id=job_id, seconds=seconds)(work)
+    return jobs
+
+
+def test_resync_keeps_state_and_applies_changed_definitions(raw: redis.Redis, prefix: str) -> None:
+    keys = Keys(prefix)
+    first = leader(raw, keys)
+    sync_registered_jobs(first, registry(a=5, b=7), raw, keys)
+    first.pause_job("a")
+    b_next = first.get_job("b").next_run_time
+    first.shutdown(wait=False)
+
+    same = leader(raw, keys)
+    sync_registered_jobs(same, registry(a=5, b=7), raw, keys)
+    assert same.get_job("a").next_run_time is None, "a paused job stays paused"
+    assert same.get_job("b").next_run_time == b_next, "an unchanged job keeps its next run"
+    same.shutdown(wait=False)
+
+    changed = leader(raw, keys)
+    sync_registered_jobs(changed, registry(a=9), raw, keys)
+    job_a = changed.get_job("a")
+    assert str(job_a.trigger) == "interval[0:00:09]", "a changed definition gets its trigger"
+    assert job_a.next_run_time is None, "and stays paused"
+    assert changed.get_job("b") is None, "a job removed from code leaves the schedule"
+    assert raw.hkeys(keys.definitions) == [b"a"]
+    changed.shutdown(wait=False)

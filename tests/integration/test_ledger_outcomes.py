@@ -1,0 +1,86 @@
+"""Every fire time ends as one ledger entry: succeeded, failed, skipped or missed."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from collections.abc import Callable
+
+import redis
+
+from services.core.contender import Contender
+from services.core.registry import Registry, RunContext, current_run
+from services.core.settings import Settings
+from tests.support.ledger_checks import duplicates, gaps, read_evidence
+from tests.support.redis_server import RedisServer
+
+
+async def test_failures_overlaps_misses_and_sync_jobs_are_all_recorded(
+    redis_server: RedisServer,
+    client: redis.Redis,
+    prefix: str,
+    make_settings: Callable[..., Settings],
+) -> None:
+    jobs = Registry()
+    contexts: list[RunContext] = []
+    blocked = False
+
+    @jobs.job("interval", seconds=1, id="slow", coalesce=False, misfire_grace_time=30)
+    async def slow() -> None:
+        await asyncio.sleep(2.5)
+
+    @jobs.job("interval", seconds=1, id="boom")
+    async def boom() -> None:
+        raise ValueError("boom")
+
+    @jobs.job("interval", seconds=1, id="in_thread")
+    def in_thread() -> None:
+        contexts.append(current_run())
+
+    @jobs.job("interval", seconds=1, id="blocker")
+    async def blocker() -> None:
+        nonlocal blocked
+        if not blocked:
+            blocked = True
+            time.sleep(2.5)  # noqa: ASYNC251 - blocks the loop on purpose: others' fire times pass
+
+    @jobs.job("interval", seconds=1, id="victim", coalesce=False, misfire_grace_time=1)
+    async def victim() -> None: ...
+
+    # A 5 s ttl: the 2.5 s block stays inside the fence margin (a longer block would, rightly,
+    # make the leader fence itself, since it could not prove renewal meanwhile).
+    settings = make_settings(redis_server, jobs_modules=[], lease_ttl_seconds=5.0)
+    contender = Contender(settings, jobs, mode="scheduler")
+    running = asyncio.create_task(contender.run())
+    await asyncio.sleep(7)
+    await contender.stop()
+    await running
+
+    def outcomes(job_id: str) -> Counter[str]:
+        ledger = read_evidence(client, prefix, job_id).ledger
+        times = [int(entry.scheduled_at.timestamp() * 1000) for entry in ledger]
+        assert not duplicates(times) and not gaps(times), f"{job_id}: one entry per fire time"
+        return Counter(f"{e.status}:{e.reason}" if e.reason else e.status for e in ledger)
+
+    slow_outcomes = outcomes("slow")
+    assert slow_outcomes["succeeded"] >= 1
+    assert slow_outcomes["skipped:max_instances (1) reached"] >= 2
+
+    boom_entries = read_evidence(client, prefix, "boom").ledger
+    outcomes("boom")
+    ran = [e for e in boom_entries if e.status not in ("missed", "skipped")]  # the block
+    assert ran and all(
+        (e.status, e.reason, e.error) == ("failed", "exception", "ValueError: boom") for e in ran
+    )
+
+    thread_entries = read_evidence(client, prefix, "in_thread").ledger
+    assert {
+        (c.job_id, c.scheduled_at.replace(microsecond=c.scheduled_at.microsecond // 1000 * 1000))
+        for c in contexts
+    } == {("in_thread", e.scheduled_at) for e in thread_entries if e.status == "succeeded"}, (
+        "a sync job sees its own run context"
+    )
+
+    victim_outcomes = outcomes("victim")
+    assert any(key.startswith("missed:missed by") for key in victim_outcomes), victim_outcomes

@@ -1,0 +1,105 @@
+"""The @job decorator and the run context."""
+
+from __future__ import annotations
+
+import pytest
+
+from services.core.registry import (
+    JobDefinitionError,
+    JobsModuleError,
+    Registry,
+    current_run,
+    load_job_modules,
+)
+
+
+def work() -> None: ...
+
+
+def test_defaults_mirror_apscheduler() -> None:
+    jobs = Registry()
+
+    @jobs.job("interval", seconds=5)
+    def cleanup() -> None: ...
+
+    spec = jobs.get("cleanup")
+    assert spec is not None
+    assert (spec.id, spec.name, spec.trigger) == ("cleanup", "cleanup", "interval")
+    assert (spec.max_instances, spec.misfire_grace_time, spec.coalesce) == (1, 1, True)
+    assert not spec.is_async
+    assert str(spec.build_trigger()) == "interval[0:00:05]"
+
+
+def test_options_async_functions_and_cron() -> None:
+    jobs = Registry()
+
+    @jobs.job(
+        "cron",
+        id="nightly",
+        minute=5,
+        hour=2,
+        timezone="Europe/Berlin",
+        max_instances=3,
+        misfire_grace_time=None,
+        coalesce=False,
+    )
+    async def report() -> None: ...
+
+    spec = jobs.get("nightly")
+    assert spec is not None and spec.is_async
+    assert (spec.max_instances, spec.misfire_grace_time, spec.coalesce) == (3, None, False)
+    assert "Europe/Berlin" in repr(spec.build_trigger())
+
+
+def test_the_fingerprint_changes_only_with_the_definition() -> None:
+    def make(seconds: int) -> str:
+        jobs = Registry()
+        jobs.job("interval", id="j", seconds=seconds)(work)
+        spec = jobs.get("j")
+        assert spec is not None
+        return spec.fingerprint
+
+    assert make(5) == make(5)
+    assert make(5) != make(6)
+
+
+@pytest.mark.parametrize(
+    ("trigger", "args", "message"),
+    [
+        ("hourly", {}, "unknown trigger 'hourly'"),
+        ("interval", {"secs": 1}, "invalid interval trigger"),
+        ("cron", {"minute": "61"}, "invalid cron trigger"),
+        ("cron", {"hour": 1, "timezone": "Mars/Olympus"}, "invalid cron trigger"),
+        ("interval", {"seconds": 1, "max_instances": 0}, "max_instances must be >= 1"),
+        ("interval", {"seconds": 1, "id": "no spaces"}, "use letters, digits"),
+        ("interval", {"seconds": 1, "kwargs": {"nope": 1}}, "kwargs do not fit"),
+    ],
+)
+def test_bad_definitions_say_what_to_fix(
+    trigger: str, args: dict[str, object], message: str
+) -> None:
+    jobs = Registry()
+    with pytest.raises(JobDefinitionError, match=message):
+        jobs.job(trigger, **args)(work)  # type: ignore[arg-type]
+
+
+def test_duplicate_ids_are_refused_naming_both_functions() -> None:
+    jobs = Registry()
+
+    def first() -> None: ...
+
+    def second() -> None: ...
+
+    jobs.job("interval", id="same", seconds=1)(first)
+    with pytest.raises(JobDefinitionError, match=r"duplicate job id 'same'.*first.*second"):
+        jobs.job("interval", id="same", seconds=1)(second)
+
+
+def test_current_run_outside_a_job_is_a_clear_error() -> None:
+    with pytest.raises(RuntimeError, match="only available inside a running tickonce job"):
+        current_run()
+
+
+def test_a_module_that_does_not_import_is_named() -> None:
+    with pytest.raises(JobsModuleError, match=r"cannot import 'tests\.no_such_module'"):
+        load_job_modules(["tests.no_such_module"])
