@@ -1,0 +1,1 @@
+"""Benchmarks and the naive recipe they compare against."""
