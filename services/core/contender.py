@@ -77,6 +77,7 @@ class Contender:
         self._last_beat = 0.0
         # Observability (also used by tests): loop-clock times.
         self.last_renewal_sent: float | None = None
+        self.last_pass: float | None = None  # the contention loop's last completed pass
         self.fenced_at: float | None = None
 
     @property
@@ -114,6 +115,7 @@ class Contender:
                 self._redis_answers()
             except RedisError as exc:
                 self._redis_trouble(exc)
+            self.last_pass = loop.time()
             wait = (
                 self.settings.renew_interval
                 if self._term is not None

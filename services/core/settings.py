@@ -40,6 +40,11 @@ class Settings(BaseSettings):
         600.0, gt=0, description="How long a fire-time claim is remembered (at least)."
     )
     sync_job_threads: int = Field(10, ge=1, description="Threads that run sync job functions.")
+    port: int = Field(8000, ge=1, le=65535, description="API: port gunicorn listens on.")
+    web_concurrency: int = Field(2, ge=1, description="API: gunicorn worker processes.")
+    forwarded_allow_ips: str = Field(
+        "*", description="API: proxies trusted for X-Forwarded-* headers (the load balancer)."
+    )
 
     @field_validator("redis_url")
     @classmethod

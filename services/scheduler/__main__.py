@@ -7,6 +7,7 @@ within SHUTDOWN_GRACE_SECONDS, exit 0.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -17,6 +18,7 @@ from services.core.contender import Contender
 from services.core.registry import registry
 from services.core.settings import Settings
 from services.core.startup import prepare
+from services.scheduler.healthcheck import ALIVE_FILE
 
 logger = logging.getLogger("tickonce.scheduler")
 
@@ -28,13 +30,25 @@ async def serve(settings: Settings) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     running = asyncio.create_task(contender.run())
+    alive = asyncio.create_task(keep_alive_file(contender))
     await stop.wait()
+    alive.cancel()
     logger.info(
         "stopping: no new fires; waiting up to %.0fs for running jobs",
         settings.shutdown_grace_seconds,
     )
     await contender.stop()
     await running
+
+
+async def keep_alive_file(contender: Contender) -> None:
+    """Touch the health check's file while the contention loop keeps running."""
+    loop = asyncio.get_running_loop()
+    while True:
+        if contender.last_pass is not None and loop.time() - contender.last_pass < 5:
+            with contextlib.suppress(OSError):
+                ALIVE_FILE.touch()
+        await asyncio.sleep(1)
 
 
 def main() -> None:

@@ -1,0 +1,27 @@
+"""gunicorn settings of the API: ``gunicorn -c deploy/gunicorn.conf.py services.api.main:app``.
+
+Everything comes from the one Settings class, so a bad variable stops the master at start
+with one line, before any worker boots.
+"""
+
+from services.core.settings import ConfigError, exit_with_config_error, get_settings
+
+try:
+    _settings = get_settings()
+except ConfigError as _error:
+    exit_with_config_error(_error)
+
+worker_class = "uvicorn_worker.UvicornWorker"
+workers = _settings.web_concurrency
+bind = [f"0.0.0.0:{_settings.port}"]
+# Workers in embedded mode drain running jobs for SHUTDOWN_GRACE_SECONDS before exiting.
+graceful_timeout = int(_settings.shutdown_grace_seconds) + 5
+timeout = 60
+keepalive = 5
+accesslog = "-"
+errorlog = "-"
+loglevel = _settings.log_level.lower()
+# Only the load balancer reaches the api containers; trust its X-Forwarded-* headers.
+forwarded_allow_ips = _settings.forwarded_allow_ips
+# Heartbeat files in memory: the container's root filesystem is read-only.
+worker_tmp_dir = "/dev/shm"
