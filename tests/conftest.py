@@ -1,4 +1,8 @@
-"""Shared fixtures: a real Redis server, a fresh key prefix per test, settings that use them."""
+"""Shared fixtures: a real Redis, a fresh key prefix per test, settings that use them.
+
+The session's Redis is a container (testcontainers) when Docker is available, else a local
+redis-server process. Tests that pause, crash or restart Redis get a private redis-server.
+"""
 
 from __future__ import annotations
 
@@ -10,15 +14,22 @@ import pytest
 import redis
 
 from services.core.settings import Settings
+from tests.support.containers import ContainerRedis, docker_problem
 from tests.support.processes import Processes
 from tests.support.redis_server import RedisServer
 
 
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
-    yield server
-    server.stop()
+    server: RedisServer | ContainerRedis
+    if docker_problem() is None:
+        server = ContainerRedis().start()
+    else:
+        server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    try:
+        yield server  # type: ignore[misc]
+    finally:
+        server.stop()
 
 
 @pytest.fixture

@@ -31,8 +31,12 @@ def sync_registered_jobs(
         fields: dict[str, Any] = {**spec.options, "args": [spec.id], "kwargs": dict(spec.kwargs)}
         if stored is None:
             trigger = spec.build_trigger()
+            if spec.start_paused:
+                fields["next_run_time"] = None
             scheduler.add_job(run_task, trigger=trigger, id=spec.id, **fields)
-            logger.info("job %s added: %s", spec.id, trigger)
+            logger.info(
+                "job %s added: %s%s", spec.id, trigger, " (paused)" if spec.start_paused else ""
+            )
         elif synced.get(spec.id) != spec.fingerprint:
             trigger = spec.build_trigger()
             paused = stored.next_run_time is None

@@ -50,6 +50,7 @@ class JobSpec:
     misfire_grace_time: int | None
     coalesce: bool
     kwargs: Mapping[str, Any] = field(default_factory=dict)
+    start_paused: bool = False
 
     @property
     def is_async(self) -> bool:
@@ -143,9 +144,14 @@ class Registry:
         max_instances: int = DEFAULTS["max_instances"],
         misfire_grace_time: int | None = DEFAULTS["misfire_grace_time"],
         coalesce: bool = DEFAULTS["coalesce"],
+        start_paused: bool = False,
         **trigger_args: Any,
     ) -> Callable[[F], F]:
-        """Register a function as a job, like APScheduler's ``scheduled_job``."""
+        """Register a function as a job, like APScheduler's ``scheduled_job``.
+
+        ``start_paused=True`` adds the job paused when it is first scheduled; it runs once
+        resumed. Later starts keep whatever paused state the job has.
+        """
 
         def register(func: F) -> F:
             job_id = id or func.__name__
@@ -159,6 +165,7 @@ class Registry:
                 misfire_grace_time=misfire_grace_time,
                 coalesce=coalesce,
                 kwargs=dict(kwargs or {}),
+                start_paused=start_paused,
             )
             self.add(spec)
             return func

@@ -22,7 +22,7 @@ def work() -> None: ...
 
 @pytest.fixture
 def raw(redis_server: RedisServer) -> Iterator[redis.Redis]:
-    connection = redis.Redis(port=redis_server.port)
+    connection = redis.Redis.from_url(redis_server.url)
     yield connection
     connection.close()
 

@@ -137,14 +137,12 @@ def test_the_ledger_is_capped(client: redis.Redis, prefix: str) -> None:
     assert client.xlen(keys.runs("job")) == 5
 
 
-def test_job_store_writes_with_a_stale_epoch_are_refused(client: redis.Redis, prefix: str) -> None:
+def test_job_store_writes_with_a_stale_epoch_are_refused(
+    redis_server: RedisServer, client: redis.Redis, prefix: str
+) -> None:
     keys = Keys(prefix)
     client.set(keys.epoch, 3)
-    raw = redis.Redis(
-        connection_pool=redis.ConnectionPool(
-            host="127.0.0.1", port=client.connection_pool.connection_kwargs["port"]
-        )
-    )
+    raw = redis.Redis.from_url(redis_server.url)  # bytes replies, as the job store uses
     clock = iter(range(10**6)).__next__
     current = FencedRedisJobStore(raw, keys, LeaderTerm(3, float("inf"), lambda: 0.0))
     stale = FencedRedisJobStore(raw, keys, LeaderTerm(2, float("inf"), lambda: 0.0))
