@@ -7,6 +7,7 @@ import socket
 
 import redis
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
@@ -17,14 +18,20 @@ from services.core.settings import Settings
 _RETRY_ON = (redis.ConnectionError, redis.TimeoutError)
 
 
-def async_redis(settings: Settings, *, decode: bool = True) -> aioredis.Redis:
-    """An asyncio client; ``decode=False`` for binary values such as pickled jobs."""
+def async_redis(
+    settings: Settings, *, decode: bool = True, timeout: float | None = None
+) -> aioredis.Redis:
+    """An asyncio client; ``decode=False`` for binary values such as pickled jobs.
+
+    :param timeout: socket timeout; ``REDIS_TIMEOUT_SECONDS`` by default.
+    """
+    timeout = timeout or settings.redis_timeout_seconds
     return aioredis.Redis.from_url(
         settings.redis_url,
         decode_responses=decode,
-        socket_timeout=settings.redis_timeout,
-        socket_connect_timeout=settings.redis_timeout,
-        retry=Retry(NoBackoff(), 1),
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        retry=AsyncRetry(NoBackoff(), 1),
         retry_on_error=list(_RETRY_ON),
     )
 
@@ -34,8 +41,8 @@ def sync_redis(settings: Settings, *, decode: bool = False) -> redis.Redis:
     return redis.Redis.from_url(
         settings.redis_url,
         decode_responses=decode,
-        socket_timeout=settings.redis_timeout,
-        socket_connect_timeout=settings.redis_timeout,
+        socket_timeout=settings.firing_redis_timeout,
+        socket_connect_timeout=settings.firing_redis_timeout,
         retry=Retry(NoBackoff(), 1),
         retry_on_error=list(_RETRY_ON),
     )

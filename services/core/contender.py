@@ -58,7 +58,7 @@ class Contender:
         self.keys = Keys(settings.key_prefix)
         self._registry = registry
         self._mode = mode
-        self._redis = async_redis(settings)
+        self._redis = async_redis(settings, timeout=settings.contender_redis_timeout)
         self._lease = Lease(self._redis, self.keys, self.id, settings.lease_ttl_ms)
         self._ledger = RunLedger(self._redis, self.keys, settings.ledger_max_entries)
         self._membership = Membership(

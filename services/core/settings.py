@@ -40,6 +40,9 @@ class Settings(BaseSettings):
         600.0, gt=0, description="How long a fire-time claim is remembered (at least)."
     )
     sync_job_threads: int = Field(10, ge=1, description="Threads that run sync job functions.")
+    redis_timeout_seconds: float = Field(
+        2.0, gt=0, description="Redis socket timeout (API requests; the scheduler uses less)."
+    )
     port: int = Field(8000, ge=1, le=65535, description="API: port gunicorn listens on.")
     web_concurrency: int = Field(2, ge=1, description="API: gunicorn worker processes.")
     forwarded_allow_ips: str = Field(
@@ -96,9 +99,15 @@ class Settings(BaseSettings):
         return self.lease_ttl_seconds * 3
 
     @property
-    def redis_timeout(self) -> float:
-        """Socket timeout: short against the ttl, so a silent Redis cannot stall fencing."""
-        return max(0.1, min(2.0, self.lease_ttl_seconds / 10))
+    def contender_redis_timeout(self) -> float:
+        """The contender's calls: a renewal must not hang past the next one."""
+        return min(self.redis_timeout_seconds, self.renew_interval)
+
+    @property
+    def firing_redis_timeout(self) -> float:
+        """Calls made while firing block the event loop: short against the ttl, so a silent
+        Redis cannot stall fencing."""
+        return max(0.05, min(self.redis_timeout_seconds, self.lease_ttl_seconds / 10))
 
     @property
     def redacted_redis_url(self) -> str:

@@ -86,3 +86,16 @@ def test_without_redis_the_api_answers_503_and_recovers_by_itself(
             assert http.get("/jobs").json() == []
         finally:
             server.stop()
+
+
+def test_the_first_request_after_a_redis_restart_succeeds(
+    private_redis: RedisServer, make_settings: Callable[..., Settings]
+) -> None:
+    with TestClient(create_app(make_settings(private_redis))) as http:
+        assert http.get("/jobs").status_code == 200  # the pool now holds a connection
+        private_redis.stop()
+        private_redis.start()
+        answer = http.get("/jobs")
+        assert answer.status_code == 200, (
+            f"a stale pooled connection must be retried: {answer.text}"
+        )

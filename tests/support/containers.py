@@ -17,7 +17,7 @@ import redis
 os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
 os.environ.setdefault("TESTCONTAINERS_HOST_OVERRIDE", "localhost")
 
-from testcontainers.community.redis import RedisContainer  # noqa: E402 - after the env above
+from testcontainers.community.redis import RedisContainer  # after the environment above
 
 PYTHON_IMAGE = os.environ.get("PYTHON_IMAGE", "python:3.12-slim")
 REDIS_IMAGE = os.environ.get("REDIS_IMAGE", "redis:7.4-alpine")
@@ -32,8 +32,13 @@ NO_DOCKER = (
 def docker_problem() -> str | None:
     """Why Docker cannot be used, or None when `docker info` answers."""
     try:
-        result = subprocess.run(["docker", "info", "--format", "{{.ServerVersion}}"],
-                                capture_output=True, text=True, timeout=20, check=False)
+        result = subprocess.run(
+            ["docker", "info", "--format", "{{.ServerVersion}}"],
+            capture_output=True,
+            text=True,
+            timeout=20,
+            check=False,
+        )
     except (OSError, subprocess.TimeoutExpired) as exc:
         return str(exc)
     return None if result.returncode == 0 else (result.stderr.strip() or "docker info failed")
