@@ -10,18 +10,23 @@ from __future__ import annotations
 
 from typing import Any
 
-from services.core.registry import registry
+from services.core.registry import JobSpec, Registry, registry
 
 
 class UnknownTaskError(LookupError):
     """The job's task is not registered in this process (its module is not in JOBS_MODULES)."""
 
 
-def run_task(task: str, /, **kwargs: Any) -> Any:
-    """Call the registered job ``task`` (the executor normally resolves and runs it itself)."""
-    spec = registry.get(task)
+def resolve(task: str, jobs: Registry = registry) -> JobSpec:
+    """The registered job ``task``, or UnknownTaskError saying how to register it."""
+    spec = jobs.get(task)
     if spec is None:
         raise UnknownTaskError(
             f"task {task!r} is not registered here; add its module to JOBS_MODULES"
         )
-    return spec.func(**kwargs)
+    return spec
+
+
+def run_task(task: str, /, **kwargs: Any) -> Any:
+    """Call the registered job ``task`` (the executor resolves and runs it itself)."""
+    return resolve(task).func(**kwargs)

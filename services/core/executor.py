@@ -24,6 +24,7 @@ from apscheduler.job import Job
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
 
 from services.core.claims import ClaimResult, FireClaims
+from services.core.execution import resolve
 from services.core.fencing import LeaderTerm
 from services.core.ledger import Claim, RunLedger, RunRecord, Status, utcnow
 from services.core.registry import Registry, RunContext, enter_run
@@ -214,16 +215,12 @@ class ClaimingExecutor(BaseExecutor):  # type: ignore[misc]
 
     async def _execute(self, job: Job, claim: Claim) -> RunRecord:
         task = job.args[0] if job.args else job.id
-        spec = self._registry.get(task)
         started = utcnow()
         began = time.perf_counter()
         status: Status = "succeeded"
         reason = error = ""
         try:
-            if spec is None:
-                raise LookupError(
-                    f"task {task!r} is not registered; add its module to JOBS_MODULES"
-                )
+            spec = resolve(task, self._registry)
             enter_run(RunContext(job.id, claim.scheduled_at, claim.epoch, self._runner))
             if spec.is_async:
                 await spec.func(**job.kwargs)

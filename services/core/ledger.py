@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
@@ -206,8 +206,3 @@ class RunLedger:
             )
             written += await self.finish(record)
         return written
-
-
-def with_status(record: RunRecord, **changes: object) -> RunRecord:
-    """A copy of a record with some fields changed."""
-    return replace(record, **changes)  # type: ignore[arg-type]

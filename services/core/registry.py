@@ -13,7 +13,7 @@ import json
 from collections.abc import Callable, Iterable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from datetime import datetime, tzinfo
+from datetime import datetime
 from typing import Any, TypeVar
 
 from apscheduler.triggers.base import BaseTrigger
@@ -233,7 +233,3 @@ def load_job_modules(modules: Iterable[str]) -> None:
             raise JobsModuleError(
                 f"JOBS_MODULES: cannot import {module!r}: {type(exc).__name__}: {exc}"
             ) from None
-
-
-def timezone_of(trigger: BaseTrigger) -> tzinfo | None:
-    return getattr(trigger, "timezone", None)

@@ -28,6 +28,20 @@ def probe_runs(client: redis.Redis, prefix: str) -> int:
     return len(read_evidence(client, prefix).succeeded_times)
 
 
+def start_leader_and_standby(
+    processes: Processes, server: RedisServer, client: redis.Redis, prefix: str
+) -> tuple[str, int]:
+    """Two scheduler processes; once the probe has run 3 times, the leader's name and pid."""
+    processes.scheduler("scheduler-1", REDIS_URL=server.url)
+    processes.scheduler("scheduler-2", REDIS_URL=server.url)
+    wait_until(lambda: probe_runs(client, prefix) >= 3, 30, "three runs")
+    pid = wait_until(lambda: leader_pid(client, prefix), 5, "a leader")
+    assert pid is not None
+    leader = processes.by_pid(pid)
+    assert leader is not None, f"the lease holder {pid} is not one of the test's schedulers"
+    return leader, pid
+
+
 def settle_and_read(client: redis.Redis, prefix: str) -> Evidence:
     """Let recorded runs land (the probe job takes milliseconds), then read the evidence."""
     time.sleep(0.5)
@@ -59,14 +73,7 @@ def test_two_schedulers_and_two_gunicorns_with_four_embedded_workers_fire_once(
 def test_sigkill_of_the_leader_fails_over_within_ttl_plus_one_second_without_duplicates(
     redis_server: RedisServer, client: redis.Redis, processes: Processes, prefix: str
 ) -> None:
-    env = {"REDIS_URL": redis_server.url}
-    processes.scheduler("scheduler-1", **env)
-    processes.scheduler("scheduler-2", **env)
-    wait_until(lambda: probe_runs(client, prefix) >= 3, 30, "three runs")
-    pid = wait_until(lambda: leader_pid(client, prefix), 5, "a leader")
-    assert pid is not None
-    leader = processes.by_pid(pid)
-    assert leader is not None, f"the lease holder {pid} is not one of the test's schedulers"
+    leader, pid = start_leader_and_standby(processes, redis_server, client, prefix)
 
     processes.signal(leader, signal.SIGKILL)
     killed_at = time.time()
@@ -100,14 +107,7 @@ def test_sigkill_of_the_leader_fails_over_within_ttl_plus_one_second_without_dup
 def test_sigterm_of_the_leader_hands_over_within_a_second_and_loses_no_fire_time(
     redis_server: RedisServer, client: redis.Redis, processes: Processes, prefix: str
 ) -> None:
-    env = {"REDIS_URL": redis_server.url}
-    processes.scheduler("scheduler-1", **env)
-    processes.scheduler("scheduler-2", **env)
-    wait_until(lambda: probe_runs(client, prefix) >= 3, 30, "three runs")
-    pid = leader_pid(client, prefix)
-    assert pid is not None
-    leader = processes.by_pid(pid)
-    assert leader is not None
+    leader, pid = start_leader_and_standby(processes, redis_server, client, prefix)
 
     processes.signal(leader, signal.SIGTERM)
     signalled = time.monotonic()

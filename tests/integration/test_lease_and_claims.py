@@ -32,8 +32,18 @@ async def aclient(redis_server: RedisServer) -> AsyncIterator[aioredis.Redis]:
     await connection.aclose()
 
 
-def claim(keys: Keys, epoch: int, at: datetime = FIRE, runner: str = "a:1") -> Claim:
+def claim(epoch: int, at: datetime = FIRE, runner: str = "a:1") -> Claim:
     return Claim("job", at, runner, epoch, datetime.now(UTC))
+
+
+def claimed_fire(
+    client: redis.Redis, aclient: aioredis.Redis, keys: Keys, runner: str
+) -> RunLedger:
+    """Claim FIRE for ``runner`` in epoch 1; the ledger that records it."""
+    client.set(keys.epoch, 1)
+    claims = FireClaims(redis.Redis(connection_pool=client.connection_pool), keys, 100)
+    assert claims.claim(claim(1, runner=runner), TTL_MS) is ClaimResult.GRANTED
+    return RunLedger(aclient, keys, max_entries=100)
 
 
 async def test_acquisition_is_exclusive_and_each_one_raises_the_epoch(
@@ -72,14 +82,14 @@ def test_claims_refuse_a_stale_epoch_and_a_second_claim_of_the_same_fire(
     client.set(keys.epoch, 2)
     claims = FireClaims(redis.Redis(connection_pool=client.connection_pool), keys, 100)
 
-    assert claims.claim(claim(keys, epoch=1), TTL_MS) is ClaimResult.STALE_EPOCH
+    assert claims.claim(claim(epoch=1), TTL_MS) is ClaimResult.STALE_EPOCH
     assert not client.exists(keys.claim("job", int(FIRE.timestamp() * 1000))), (
         "a stale epoch's claim must not take the fire time"
     )
-    assert claims.claim(claim(keys, epoch=2), TTL_MS) is ClaimResult.GRANTED
-    assert claims.claim(claim(keys, epoch=2, runner="b:2"), TTL_MS) is ClaimResult.TAKEN
+    assert claims.claim(claim(epoch=2), TTL_MS) is ClaimResult.GRANTED
+    assert claims.claim(claim(epoch=2, runner="b:2"), TTL_MS) is ClaimResult.TAKEN
     later = FIRE + timedelta(seconds=1)
-    assert claims.claim(claim(keys, epoch=2, at=later), TTL_MS) is ClaimResult.GRANTED
+    assert claims.claim(claim(epoch=2, at=later), TTL_MS) is ClaimResult.GRANTED
 
     counters = client.hgetall(keys.counters)
     assert counters == {"claims_refused_stale_epoch": "1", "claims_refused_taken": "1"}
@@ -89,12 +99,7 @@ def test_claims_refuse_a_stale_epoch_and_a_second_claim_of_the_same_fire(
 async def test_a_claimed_fire_is_recorded_once(
     aclient: aioredis.Redis, client: redis.Redis, prefix: str
 ) -> None:
-    keys = Keys(prefix)
-    client.set(keys.epoch, 1)
-    FireClaims(redis.Redis(connection_pool=client.connection_pool), keys, 100).claim(
-        claim(keys, 1), TTL_MS
-    )
-    ledger = RunLedger(aclient, keys, max_entries=100)
+    ledger = claimed_fire(client, aclient, Keys(prefix), runner="a:1")
     record = RunRecord("job", FIRE, "succeeded", "a:1", 1, duration_ms=1.0)
 
     assert await ledger.finish(record)
@@ -107,12 +112,7 @@ async def test_a_claimed_fire_is_recorded_once(
 async def test_a_dead_runners_claim_is_recorded_as_lost(
     aclient: aioredis.Redis, client: redis.Redis, prefix: str
 ) -> None:
-    keys = Keys(prefix)
-    client.set(keys.epoch, 1)
-    FireClaims(redis.Redis(connection_pool=client.connection_pool), keys, 100).claim(
-        claim(keys, 1, runner="dead:1"), TTL_MS
-    )
-    ledger = RunLedger(aclient, keys, max_entries=100)
+    ledger = claimed_fire(client, aclient, Keys(prefix), runner="dead:1")
 
     assert await ledger.record_lost(lambda c: c.runner == "dead:1") == 1
     late = RunRecord("job", FIRE, "succeeded", "dead:1", 1)
@@ -131,7 +131,7 @@ def test_the_ledger_is_capped(client: redis.Redis, prefix: str) -> None:
     for n in range(8):
         at = FIRE + timedelta(seconds=n)
         unrun.append(
-            (claim(keys, 1, at=at), RunRecord("job", at, "skipped", "a:1", 1, reason="coalesced"))
+            (claim(1, at=at), RunRecord("job", at, "skipped", "a:1", 1, reason="coalesced"))
         )
     assert claims.record_unrun(unrun, TTL_MS) == [ClaimResult.GRANTED] * 8
     assert client.xlen(keys.runs("job")) == 5
