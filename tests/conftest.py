@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from services.core.settings import Settings
+from services.core.settings import Settings, get_settings
 from tests.support.containers import ContainerRedis, docker_problem
 from tests.support.processes import Processes
 from tests.support.redis_server import RedisServer
@@ -47,8 +47,13 @@ def prefix() -> str:
 
 
 @pytest.fixture
-def make_settings(prefix: str) -> object:
+def make_settings(prefix: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
+    """Settings for in-process services; jobs (which read the environment) see the same."""
+
     def make(server: RedisServer, **overrides: object) -> Settings:
+        monkeypatch.setenv("REDIS_URL", server.url)
+        monkeypatch.setenv("KEY_PREFIX", prefix)
+        get_settings.cache_clear()
         values: dict[str, object] = {
             "redis_url": server.url,
             "key_prefix": prefix,
@@ -59,7 +64,8 @@ def make_settings(prefix: str) -> object:
         }
         return Settings(**values)  # type: ignore[arg-type]
 
-    return make
+    yield make
+    get_settings.cache_clear()
 
 
 @pytest.fixture

@@ -13,11 +13,12 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ReadOnlyError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from services.api.limits import BodySizeLimit
 from services.api.models import ErrorOut
 from services.api.routes import health, jobs, scheduler
 from services.api.state import ApiState
 from services.core.contender import Contender
-from services.core.registry import registry
+from services.core.registry import load_job_modules, registry
 from services.core.settings import Settings
 from services.core.startup import prepare
 
@@ -25,13 +26,17 @@ from services.core.startup import prepare
 APP_LOAD_ERROR = 4
 
 UNAVAILABLE: dict[int | str, dict[str, Any]] = {
-    503: {"model": ErrorOut, "description": "Redis is unavailable."}
+    413: {"model": ErrorOut, "description": "The request body is too large."},
+    503: {"model": ErrorOut, "description": "Redis is unavailable."},
 }
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     """The API; with SCHEDULER_MODE=embedded each worker also contends for leadership."""
-    settings = settings or prepare(exit_code=APP_LOAD_ERROR)
+    if settings is None:
+        settings = prepare(exit_code=APP_LOAD_ERROR)
+    else:
+        load_job_modules(settings.jobs_modules)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -65,6 +70,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     for error in (RedisConnectionError, RedisTimeoutError, ReadOnlyError):
         app.add_exception_handler(error, redis_unavailable)
+    app.add_middleware(BodySizeLimit)
     app.include_router(health.router)
     app.include_router(scheduler.router)
     app.include_router(jobs.router)

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Literal
 
-from apscheduler.job import Job
 from pydantic import BaseModel, Field
 
 from services.core.ledger import RunRecord
@@ -20,36 +19,6 @@ class StatusOut(BaseModel):
     status: Literal["ok", "ready"]
 
 
-# A field named kwargs clashes with __init__(**kwargs) for the pydantic mypy plugin; the name is
-# APScheduler's, so it stays.
-class JobOut(BaseModel):  # type: ignore[no-redef]
-    id: str
-    name: str
-    task: str = Field(description="The registered job function this schedule runs.")
-    trigger: str = Field(description="APScheduler's description, e.g. interval[0:00:01].")
-    next_run_time: datetime | None = Field(description="None while paused.")
-    paused: bool
-    max_instances: int
-    misfire_grace_time: int | None = Field(description="Seconds; None means no limit.")
-    coalesce: bool
-    kwargs: dict[str, Any]
-
-    @classmethod
-    def of(cls, job: Job) -> JobOut:
-        return cls(
-            id=job.id,
-            name=job.name,
-            task=str(job.args[0]) if job.args else job.id,
-            trigger=str(job.trigger),
-            next_run_time=job.next_run_time,
-            paused=job.next_run_time is None,
-            max_instances=job.max_instances,
-            misfire_grace_time=job.misfire_grace_time,
-            coalesce=job.coalesce,
-            kwargs=dict(job.kwargs),
-        )
-
-
 class RunOut(BaseModel):
     job_id: str
     scheduled_at: datetime
@@ -61,10 +30,11 @@ class RunOut(BaseModel):
     runner: str = Field(description="host:pid of the process that ran or recorded it.")
     epoch: int = Field(description="Fencing epoch of the leader term that claimed it.")
     error: str
+    manual: bool = Field(description="A run-now from the API rather than a scheduled fire.")
 
     @classmethod
     def of(cls, record: RunRecord) -> RunOut:
-        return cls(**record.__dict__)
+        return cls(**{**record.__dict__, "manual": bool(record.manual)})
 
 
 class MemberOut(BaseModel):

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import redis.asyncio as aioredis
-from fastapi import Request
+from fastapi import HTTPException, Request
 
+from services.core.commands import CommandSender, LeaderUnavailable, Op, Outcome
 from services.core.connection import async_redis
 from services.core.keys import Keys
 from services.core.ledger import RunLedger
@@ -21,11 +23,31 @@ class ApiState:
     redis_bytes: aioredis.Redis = field(init=False)
     ledger: RunLedger = field(init=False)
 
+    commands: CommandSender = field(init=False)
+
     def __post_init__(self) -> None:
         self.keys = Keys(self.settings.key_prefix)
         self.redis = async_redis(self.settings)
         self.redis_bytes = async_redis(self.settings, decode=False)
         self.ledger = RunLedger(self.redis, self.keys, self.settings.ledger_max_entries)
+        self.commands = CommandSender(self.redis, self.keys)
+
+    async def command(self, op: Op, job_id: str, payload: dict[str, Any] | None = None) -> Outcome:
+        """Have the leader apply a change; HTTPException with the right status if it can't."""
+        try:
+            outcome = await self.commands.send(
+                op, job_id, payload, timeout=self.settings.command_timeout_seconds
+            )
+        except LeaderUnavailable as exc:
+            raise HTTPException(status_code=503, detail=str(exc)) from None
+        if outcome.code == 422:  # same shape as FastAPI's own validation errors
+            raise HTTPException(
+                status_code=422,
+                detail=[{"loc": ["body"], "msg": outcome.detail, "type": "value_error"}],
+            )
+        if outcome.code >= 400:
+            raise HTTPException(status_code=outcome.code, detail=outcome.detail)
+        return outcome
 
     async def close(self) -> None:
         await self.redis.aclose()

@@ -60,12 +60,17 @@ class FireClaims:
         self._claim_and_record = client.register_script(_CLAIM_AND_RECORD)
         self._client = client
 
+    def _claim_key(self, claim: Claim) -> str:
+        if claim.manual:
+            return self._keys.manual_claim(claim.job_id, claim.manual)
+        return self._keys.claim(claim.job_id, fire_ms(claim.scheduled_at))
+
     def claim(self, claim: Claim, ttl_ms: int) -> ClaimResult:
         """Take one fire time for a run, if the epoch is current and nobody took it."""
         result = self._claim(
             keys=[
                 self._keys.epoch,
-                self._keys.claim(claim.job_id, fire_ms(claim.scheduled_at)),
+                self._claim_key(claim),
                 self._keys.inflight,
                 self._keys.counters,
             ],
@@ -84,7 +89,7 @@ class FireClaims:
             self._claim_and_record(
                 keys=[
                     self._keys.epoch,
-                    self._keys.claim(claim.job_id, fire_ms(claim.scheduled_at)),
+                    self._claim_key(claim),
                     self._keys.counters,
                     self._keys.runs(claim.job_id),
                 ],

@@ -17,9 +17,11 @@ import redis
 from redis.exceptions import RedisError
 
 from services.core.claims import FireClaims
+from services.core.commands import CommandConsumer
 from services.core.connection import async_redis, runner_id, sync_redis
+from services.core.control import Control
 from services.core.executor import ClaimingExecutor
-from services.core.fencing import LeaderTerm
+from services.core.fencing import LeaderTerm, NotLeaderError
 from services.core.jobstore import FencedRedisJobStore
 from services.core.jobsync import sync_registered_jobs
 from services.core.keys import Keys
@@ -42,6 +44,7 @@ class _LeaderRun:
     scheduler: LeaderScheduler
     executor: ClaimingExecutor
     client: redis.Redis
+    commands: asyncio.Task[None]
 
 
 class Contender:
@@ -209,6 +212,7 @@ class Contender:
         logger.log(level, "stopped firing jobs (epoch %d): %s", term.epoch, reason)
         leader, self._leader = self._leader, None
         if leader is not None:
+            leader.commands.cancel()
             leader.scheduler.pause()
             leader.executor.stop_accepting()
             leader.scheduler.shutdown(wait=False)
@@ -247,7 +251,29 @@ class Contender:
         except Exception:
             scheduler.shutdown(wait=False)
             raise
-        return _LeaderRun(scheduler, executor, client)
+        consumer = CommandConsumer(
+            self._redis,
+            self.keys,
+            self.id,
+            Control(scheduler, executor, self._registry).apply,
+            block_ms=int(self.settings.contender_redis_timeout * 500),
+            reclaim_idle_ms=self.settings.lease_ttl_ms,
+        )
+        commands = asyncio.get_running_loop().create_task(self._serve_commands(consumer))
+        return _LeaderRun(scheduler, executor, client, commands)
+
+    async def _serve_commands(self, consumer: CommandConsumer) -> None:
+        """Apply commands while leading; this task is cancelled when leadership ends."""
+        while True:
+            try:
+                await consumer.run()
+            except NotLeaderError as exc:
+                self._fence(str(exc))
+                return
+            except RedisError as exc:
+                # Unacknowledged commands stay pending and are claimed again.
+                logger.warning("reading commands failed (%s); retrying", exc)
+                await asyncio.sleep(self.settings.standby_retry_interval)
 
     # -- housekeeping -------------------------------------------------------------------------
 

@@ -25,7 +25,7 @@ from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
 
 from services.core.claims import ClaimResult, FireClaims
 from services.core.execution import resolve
-from services.core.fencing import LeaderTerm
+from services.core.fencing import LeaderTerm, NotLeaderError
 from services.core.ledger import Claim, RunLedger, RunRecord, Status, utcnow
 from services.core.registry import Registry, RunContext, enter_run
 
@@ -145,6 +145,42 @@ class ClaimingExecutor(BaseExecutor):  # type: ignore[misc]
         if max_reached:
             raise MaxInstancesReachedError(job)  # APScheduler logs and emits its usual event
 
+    def run_manual(self, job: Job, command_id: str, requested_at: datetime) -> str:
+        """Run ``job`` once now for a run-now command, through the same claim and ledger.
+
+        Claimed by the command's id, so applying the command again never runs it twice.
+        Returns what happened, for the command's answer.
+        """
+        epoch = self._term.require()
+        now = utcnow()
+        claim = Claim(job.id, requested_at, self._runner, epoch, now, manual=command_id)
+        ttl_ms = self._claim_ttl_ms(job)
+        with self._lock:
+            if self._instances[job.id] >= job.max_instances:
+                reason = f"max_instances ({job.max_instances}) reached"
+                record = RunRecord(
+                    job.id,
+                    requested_at,
+                    "skipped",
+                    self._runner,
+                    epoch,
+                    finished_at=now,
+                    reason=reason,
+                    manual=command_id,
+                )
+                self._record_unrun(job, [(claim, record)], ttl_ms)
+                return f"skipped: {reason}"
+            result = self._claims.claim(claim, ttl_ms)
+            if result is ClaimResult.STALE_EPOCH:
+                self._on_stale_epoch("claim refused: epoch is no longer current")
+                raise NotLeaderError(f"epoch {epoch} is no longer current")
+            if result is ClaimResult.TAKEN:
+                return "already started by an earlier attempt of this command"
+            self._running_fires.add(claim.fire_id)
+            self._instances[job.id] += 1
+            self._spawn(job, [claim])
+        return "started"
+
     def _claim_ttl_ms(self, job: Job) -> int:
         if job.misfire_grace_time is None:
             ttl = max(self._claim_ttl, _FOREVER)
@@ -255,6 +291,7 @@ class ClaimingExecutor(BaseExecutor):  # type: ignore[misc]
             reason=reason,
             error=error,
             duration_ms=(time.perf_counter() - began) * 1000,
+            manual=claim.manual,
         )
 
     async def _record(self, record: RunRecord) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import pickle
 from collections.abc import Iterable
+from datetime import datetime
 from typing import Any
 
 import redis
@@ -13,6 +14,7 @@ from apscheduler.job import Job
 from apscheduler.jobstores.base import ConflictingIdError, JobLookupError
 from apscheduler.jobstores.redis import RedisJobStore
 from apscheduler.util import datetime_to_utc_timestamp
+from pydantic import BaseModel, Field
 
 from services.core.connection import text
 from services.core.fencing import LeaderTerm, NotLeaderError
@@ -97,6 +99,43 @@ class FencedRedisJobStore(RedisJobStore):  # type: ignore[misc]
             except Exception:
                 logger.exception("cannot load stored job %r; leaving it in the store", job_id)
         return jobs
+
+
+# A field named kwargs clashes with __init__(**kwargs) for the pydantic mypy plugin; the name is
+# APScheduler's, so it stays.
+class JobView(BaseModel):  # type: ignore[no-redef]
+    """A job as the API shows it."""
+
+    id: str
+    name: str
+    task: str = Field(description="The registered job function this schedule runs.")
+    trigger: str = Field(description="APScheduler's description, e.g. interval[0:00:01].")
+    next_run_time: datetime | None = Field(description="None while paused.")
+    paused: bool
+    max_instances: int
+    misfire_grace_time: int | None = Field(description="Seconds; None means no limit.")
+    coalesce: bool
+    kwargs: dict[str, Any]
+
+    @classmethod
+    def of(cls, job: Job) -> JobView:
+        return cls(
+            id=job.id,
+            name=job.name,
+            task=task_of(job),
+            trigger=str(job.trigger),
+            next_run_time=job.next_run_time,
+            paused=job.next_run_time is None,
+            max_instances=job.max_instances,
+            misfire_grace_time=job.misfire_grace_time,
+            coalesce=job.coalesce,
+            kwargs=dict(job.kwargs),
+        )
+
+
+def task_of(job: Job) -> str:
+    """The registered task a stored job runs (its first argument, see execution.run_task)."""
+    return str(job.args[0]) if job.args else str(job.id)
 
 
 def job_from_state(state: bytes | str) -> Job:

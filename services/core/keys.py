@@ -61,6 +61,23 @@ class Keys:
         """Stream of control commands sent to the leader."""
         return f"{self.prefix}commands"
 
+    @property
+    def command_group(self) -> str:
+        """Consumer group of the commands stream: only the leader reads it."""
+        return "leader"
+
+    def command_outcome(self, command_id: str) -> str:
+        """String: a command's outcome (reserved by its applier, or expired by its sender)."""
+        return f"{self.prefix}command:{command_id}"
+
+    def command_reply(self, command_id: str) -> str:
+        """List: where the sender of a command waits for its outcome."""
+        return f"{self.prefix}command:{command_id}:reply"
+
+    def manual_claim(self, job_id: str, command_id: str) -> str:
+        """String: the claim of a run-now command, so it runs at most once."""
+        return f"{self.prefix}claim:{job_id}:manual:{command_id}"
+
     def claim(self, job_id: str, scheduled_ms: int) -> str:
         """String: who claimed this job's fire time; set once, with an expiry."""
         return f"{self.prefix}claim:{job_id}:{scheduled_ms}"

@@ -42,9 +42,9 @@ def fire_ms(scheduled_at: datetime) -> int:
     return (scheduled_at - _EPOCH) // _MS
 
 
-def fire_id(job_id: str, scheduled_at: datetime) -> str:
-    """Field of a claimed fire in the inflight hash."""
-    return f"{job_id}@{fire_ms(scheduled_at)}"
+def fire_id(job_id: str, scheduled_at: datetime, command_id: str = "") -> str:
+    """Field of a claimed fire in the inflight hash (a run-now is named by its command)."""
+    return f"{job_id}@manual:{command_id}" if command_id else f"{job_id}@{fire_ms(scheduled_at)}"
 
 
 @dataclass(frozen=True)
@@ -61,6 +61,11 @@ class RunRecord:
     reason: str = ""
     error: str = ""
     duration_ms: float | None = None
+    manual: str = ""  # the command id of a run-now; empty for scheduled fires
+
+    @property
+    def fire_id(self) -> str:
+        return fire_id(self.job_id, self.scheduled_at, self.manual)
 
     def fields(self) -> dict[str, str]:
         return {
@@ -74,6 +79,7 @@ class RunRecord:
             "runner": self.runner,
             "epoch": str(self.epoch),
             "error": self.error,
+            "manual": self.manual,
         }
 
     def flat_fields(self) -> list[str]:
@@ -96,6 +102,7 @@ class RunRecord:
             reason=fields.get("reason", ""),
             error=fields.get("error", ""),
             duration_ms=float(duration) if duration else None,
+            manual=fields.get("manual", ""),
         )
 
 
@@ -108,6 +115,7 @@ class Claim:
     runner: str
     epoch: int
     claimed_at: datetime
+    manual: str = ""  # the command id of a run-now
 
     def to_json(self) -> str:
         return json.dumps(
@@ -117,6 +125,7 @@ class Claim:
                 "runner": self.runner,
                 "epoch": self.epoch,
                 "claimed_at": iso(self.claimed_at),
+                "manual": self.manual,
             }
         )
 
@@ -129,11 +138,12 @@ class Claim:
             runner=data["runner"],
             epoch=int(data["epoch"]),
             claimed_at=datetime.fromisoformat(data["claimed_at"]),
+            manual=data.get("manual", ""),
         )
 
     @property
     def fire_id(self) -> str:
-        return fire_id(self.job_id, self.scheduled_at)
+        return fire_id(self.job_id, self.scheduled_at, self.manual)
 
 
 # The first writer of a claimed fire records it; anyone later (a runner finishing after a leader
@@ -162,7 +172,7 @@ class RunLedger:
         written = await self._finish(
             keys=[self._keys.inflight, self._keys.runs(record.job_id)],
             args=[
-                fire_id(record.job_id, record.scheduled_at),
+                record.fire_id,
                 self._max_entries,
                 *record.flat_fields(),
             ],
@@ -203,6 +213,7 @@ class RunLedger:
                 finished_at=now,
                 reason="runner_lost",
                 error=f"runner {claim.runner} stopped before recording how this run ended",
+                manual=claim.manual,
             )
             written += await self.finish(record)
         return written

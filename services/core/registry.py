@@ -183,12 +183,7 @@ class Registry:
         if spec.misfire_grace_time is not None and spec.misfire_grace_time < 1:
             raise JobDefinitionError(f"job {spec.id!r}: misfire_grace_time must be >= 1 or None")
         spec.build_trigger()
-        try:
-            inspect.signature(spec.func).bind(**spec.kwargs)
-        except TypeError as exc:
-            raise JobDefinitionError(
-                f"job {spec.id!r}: kwargs do not fit the function: {exc}"
-            ) from None
+        check_kwargs(spec.id, spec.func, spec.kwargs)
         existing = self._specs.get(spec.id)
         if existing is not None and existing.func is not spec.func:
             raise JobDefinitionError(
@@ -205,6 +200,14 @@ class Registry:
 
     def clear(self) -> None:
         self._specs.clear()
+
+
+def check_kwargs(job_id: str, func: Callable[..., Any], kwargs: Mapping[str, Any]) -> None:
+    """JobDefinitionError unless ``func`` can be called with exactly these keyword arguments."""
+    try:
+        inspect.signature(func).bind(**kwargs)
+    except TypeError as exc:
+        raise JobDefinitionError(f"job {job_id!r}: kwargs do not fit the function: {exc}") from None
 
 
 def _where(func: Callable[..., Any]) -> str:

@@ -6,7 +6,7 @@ import sys
 from functools import lru_cache
 from typing import Annotated, Literal, NoReturn
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from redis.connection import parse_url
 
@@ -43,6 +43,14 @@ class Settings(BaseSettings):
     redis_timeout_seconds: float = Field(
         2.0, gt=0, description="Redis socket timeout (API requests; the scheduler uses less)."
     )
+    api_token: SecretStr | None = Field(
+        None, description="Bearer token that allows changes through the API; unset = refused."
+    )
+    api_read_token_required: bool = Field(False, description="Require the token for reads too.")
+    command_timeout_seconds: float = Field(
+        5.0, gt=0, le=60, description="How long the API waits for the leader to apply a change."
+    )
+    log_format: Literal["text", "json"] = Field("text", description="json: one JSON per line.")
     port: int = Field(8000, ge=1, le=65535, description="API: port gunicorn listens on.")
     web_concurrency: int = Field(2, ge=1, description="API: gunicorn worker processes.")
     forwarded_allow_ips: str = Field(
@@ -65,6 +73,15 @@ class Settings(BaseSettings):
     def _key_prefix(cls, value: str) -> str:
         if not value or any(ch.isspace() for ch in value):
             raise ValueError("must be non-empty and contain no whitespace")
+        return value
+
+    @field_validator("api_token", mode="before")
+    @classmethod
+    def _token(cls, value: object) -> object:
+        if value in (None, ""):
+            return None
+        if isinstance(value, str) and len(value) < 16:
+            raise ValueError("must be at least 16 characters (e.g. `openssl rand -hex 24`)")
         return value
 
     @field_validator("jobs_modules", mode="before")
@@ -129,7 +146,8 @@ def describe_validation_error(error: ValidationError) -> str:
     for item in error.errors():
         name = str(item["loc"][0]).upper() if item["loc"] else "settings"
         message = item["msg"].removeprefix("Value error, ")
-        parts.append(f"{name}={item.get('input')!r}: {message}")
+        shown = "<hidden>" if name == "API_TOKEN" else repr(item.get("input"))
+        parts.append(f"{name}={shown}: {message}")
     return "invalid setting " + "; ".join(parts)
 
 

@@ -1,34 +1,64 @@
-"""Jobs and their run history."""
+"""Jobs: read them and their run history; change them through the leader (with the token)."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi import APIRouter, Depends, HTTPException, Query, Response
 
-from services.api.models import ErrorOut, JobOut, RunOut
+from services.api.auth import AUTH_ERRORS, ReadAccess, WriteAccess
+from services.api.models import ErrorOut, RunOut
 from services.api.state import ApiState, get_state
-from services.core.jobstore import read_job, read_jobs
+from services.core.execution import UnknownTaskError, resolve
+from services.core.jobstore import JobView, read_job, read_jobs
+from services.core.registry import JobDefinitionError, check_kwargs, registry
+from services.core.schedules import JobCreate, JobUpdate
 
-router = APIRouter(prefix="/jobs", tags=["jobs"])
+router = APIRouter(prefix="/jobs", tags=["jobs"], dependencies=[ReadAccess])
 
 State = Annotated[ApiState, Depends(get_state)]
 NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorOut, "description": "No job with this id."}
 }
+CHANGE_ERRORS: dict[int | str, dict[str, Any]] = {
+    **AUTH_ERRORS,
+    503: {
+        "model": ErrorOut,
+        "description": "No leader applied the change in time (not "
+        "applied), or Redis is unavailable.",
+    },
+}
+CONFLICT: dict[int | str, dict[str, Any]] = {
+    409: {"model": ErrorOut, "description": "The change conflicts with the job's state."}
+}
 
 
-@router.get("", response_model=list[JobOut], summary="All scheduled jobs")
-async def list_jobs(state: State) -> list[JobOut]:
-    return [JobOut.of(job) for job in await read_jobs(state.redis_bytes, state.keys)]
-
-
-@router.get("/{job_id}", response_model=JobOut, responses=NOT_FOUND, summary="One job")
-async def get_job(job_id: str, state: State) -> JobOut:
+async def existing(state: ApiState, job_id: str) -> JobView:
     job = await read_job(state.redis_bytes, state.keys, job_id)
     if job is None:
         raise HTTPException(status_code=404, detail=f"job {job_id!r} not found")
-    return JobOut.of(job)
+    return JobView.of(job)
+
+
+def applied(job: dict[str, Any] | None) -> JobView:
+    assert job is not None, "the leader answers changes with the job"
+    return JobView.model_validate(job)
+
+
+def unprocessable(message: str, *loc: str) -> HTTPException:
+    return HTTPException(
+        status_code=422, detail=[{"loc": ["body", *loc], "msg": message, "type": "value_error"}]
+    )
+
+
+@router.get("", response_model=list[JobView], summary="All scheduled jobs")
+async def list_jobs(state: State) -> list[JobView]:
+    return [JobView.of(job) for job in await read_jobs(state.redis_bytes, state.keys)]
+
+
+@router.get("/{job_id}", response_model=JobView, responses=NOT_FOUND, summary="One job")
+async def get_job(job_id: str, state: State) -> JobView:
+    return await existing(state, job_id)
 
 
 @router.get(
@@ -43,6 +73,103 @@ async def list_runs(
     limit: Annotated[int, Query(ge=1, le=1000, description="Entries to return.")] = 50,
 ) -> list[RunOut]:
     runs = await state.ledger.recent(job_id, limit)
-    if not runs and await read_job(state.redis_bytes, state.keys, job_id) is None:
-        raise HTTPException(status_code=404, detail=f"job {job_id!r} not found")
+    if not runs:
+        await existing(state, job_id)
     return [RunOut.of(run) for run in runs]
+
+
+@router.post(
+    "/{job_id}/pause",
+    response_model=JobView,
+    dependencies=[WriteAccess],
+    responses={**NOT_FOUND, **CHANGE_ERRORS},
+    summary="Pause a job (idempotent)",
+)
+async def pause_job(job_id: str, state: State) -> JobView:
+    await existing(state, job_id)
+    return applied((await state.command("pause", job_id)).job)
+
+
+@router.post(
+    "/{job_id}/resume",
+    response_model=JobView,
+    dependencies=[WriteAccess],
+    responses={**NOT_FOUND, **CONFLICT, **CHANGE_ERRORS},
+    summary="Resume a paused job (idempotent)",
+)
+async def resume_job(job_id: str, state: State) -> JobView:
+    await existing(state, job_id)
+    return applied((await state.command("resume", job_id)).job)
+
+
+@router.post(
+    "/{job_id}/run",
+    response_model=JobView,
+    dependencies=[WriteAccess],
+    responses={**NOT_FOUND, **CHANGE_ERRORS},
+    summary="Run a job once now (recorded in its ledger as manual)",
+)
+async def run_job_now(job_id: str, state: State) -> JobView:
+    await existing(state, job_id)
+    return applied((await state.command("run", job_id)).job)
+
+
+@router.patch(
+    "/{job_id}",
+    response_model=JobView,
+    dependencies=[WriteAccess],
+    responses={**NOT_FOUND, **CHANGE_ERRORS},
+    summary="Change a job's trigger, options or kwargs (a paused job stays paused)",
+)
+async def update_job(job_id: str, body: JobUpdate, state: State) -> JobView:
+    job = await existing(state, job_id)
+    if body.kwargs is not None:
+        try:
+            check_kwargs(job_id, resolve(job.task).func, body.kwargs)
+        except (UnknownTaskError, JobDefinitionError) as exc:
+            raise unprocessable(str(exc), "kwargs") from None
+    payload = body.model_dump(mode="json", exclude_unset=True)
+    return applied((await state.command("update", job_id, payload)).job)
+
+
+@router.post(
+    "",
+    response_model=JobView,
+    status_code=201,
+    dependencies=[WriteAccess],
+    responses={**CONFLICT, **CHANGE_ERRORS},
+    summary="Schedule a registered task under a new id",
+)
+async def create_job(body: JobCreate, state: State) -> JobView:
+    try:
+        task = resolve(body.task)
+    except UnknownTaskError:
+        known = ", ".join(sorted(spec.id for spec in registry.specs())) or "none"
+        raise unprocessable(
+            f"unknown task {body.task!r}; registered tasks: {known}", "task"
+        ) from None
+    try:
+        check_kwargs(body.id, task.func, body.kwargs)
+    except JobDefinitionError as exc:
+        raise unprocessable(str(exc), "kwargs") from None
+    if await read_job(state.redis_bytes, state.keys, body.id) is not None:
+        raise HTTPException(
+            status_code=409,
+            detail=f"a job with id {body.id!r} already exists; choose another id or PATCH it",
+        )
+    payload = body.model_dump(mode="json", exclude_unset=True)
+    return applied((await state.command("create", body.id, payload)).job)
+
+
+@router.delete(
+    "/{job_id}",
+    status_code=204,
+    response_class=Response,
+    dependencies=[WriteAccess],
+    responses={**NOT_FOUND, **CONFLICT, **CHANGE_ERRORS},
+    summary="Delete a job created through the API (its history stays)",
+)
+async def delete_job(job_id: str, state: State) -> Response:
+    await existing(state, job_id)
+    await state.command("delete", job_id)
+    return Response(status_code=204)

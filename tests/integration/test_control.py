@@ -1,0 +1,273 @@
+"""Changing schedules at run time: commands to the leader, auth, validation."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+import redis
+from fastapi.testclient import TestClient
+
+from services.api.main import create_app
+from services.core.commands import Command, Outcome
+from services.core.keys import Keys
+from services.core.settings import Settings
+from tests.support.control_jobs import greetings_key
+from tests.support.processes import wait_until
+from tests.support.redis_server import RedisServer
+
+TOKEN = "test-token-0123456789abcdef"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+JOBS = ["tests.support.control_jobs"]
+
+
+def leading_app(settings: Settings) -> TestClient:
+    """The API in embedded mode: its own worker leads and applies the commands."""
+    return TestClient(create_app(settings))
+
+
+def wait_for_leader(http: TestClient) -> None:
+    wait_until(lambda: http.get("/scheduler").json()["leader"] is not None, 15, "a leader")
+
+
+@pytest.fixture
+def http(redis_server: RedisServer, make_settings: Callable[..., Settings]) -> Iterator[TestClient]:
+    settings = make_settings(
+        redis_server, scheduler_mode="embedded", api_token=TOKEN, jobs_modules=JOBS
+    )
+    with leading_app(settings) as client:
+        wait_for_leader(client)
+        wait_until(lambda: client.get("/jobs/greet").status_code == 200, 10, "jobs synced")
+        yield client
+
+
+def test_changes_need_the_token(
+    http: TestClient, redis_server: RedisServer, make_settings: Callable[..., Settings]
+) -> None:
+    missing = http.post("/jobs/greet/pause")
+    assert missing.status_code == 401 and missing.headers["www-authenticate"] == "Bearer"
+    wrong = http.post("/jobs/greet/pause", headers={"Authorization": "Bearer nope"})
+    assert wrong.status_code == 403 and wrong.json() == {"detail": "wrong token"}
+    assert http.get("/jobs/greet").status_code == 200, "reads stay open by default"
+
+    with TestClient(create_app(make_settings(redis_server, jobs_modules=JOBS))) as no_token:
+        refused = no_token.post("/jobs/greet/pause", headers=AUTH)
+        assert refused.status_code == 403
+        assert "set API_TOKEN" in refused.json()["detail"]
+
+    closed = make_settings(
+        redis_server, api_token=TOKEN, api_read_token_required=True, jobs_modules=JOBS
+    )
+    with TestClient(create_app(closed)) as reads_closed:
+        assert reads_closed.get("/jobs").status_code == 401
+        assert reads_closed.get("/jobs", headers=AUTH).status_code == 200
+
+
+def test_pause_resume_and_run_now(http: TestClient, client: redis.Redis, prefix: str) -> None:
+    paused = http.post("/jobs/greet/pause", headers=AUTH)
+    assert paused.status_code == 200 and paused.json()["paused"] is True
+    assert http.post("/jobs/greet/pause", headers=AUTH).json()["paused"] is True, "idempotent"
+    assert http.get("/jobs/greet").json()["next_run_time"] is None
+
+    resumed = http.post("/jobs/greet/resume", headers=AUTH).json()
+    assert resumed["paused"] is False and resumed["next_run_time"] is not None
+
+    assert http.post("/jobs/greet/run", headers=AUTH).status_code == 200
+    runs = wait_until(lambda: http.get("/jobs/greet/runs").json(), 10, "the manual run")
+    assert [(run["status"], run["manual"]) for run in runs] == [("succeeded", True)]
+    assert [json.loads(g)["job"] for g in client.lrange(greetings_key(prefix), 0, -1)] == ["greet"]
+    assert http.post("/jobs/nope/run", headers=AUTH).status_code == 404
+
+
+def test_patch_changes_trigger_and_options_and_keeps_paused_state(http: TestClient) -> None:
+    http.post("/jobs/greet/pause", headers=AUTH)
+    body = {
+        "trigger": {"type": "cron", "expression": "30 6 * * 1-5", "timezone": "Europe/Berlin"},
+        "max_instances": 3,
+        "misfire_grace_time": None,
+        "kwargs": {"name": "team"},
+    }
+    changed = http.patch("/jobs/greet", json=body, headers=AUTH)
+    assert changed.status_code == 200, changed.text
+    job = changed.json()
+    assert job["trigger"].startswith("cron[") and "hour='6'" in job["trigger"]
+    assert (job["paused"], job["max_instances"], job["misfire_grace_time"], job["kwargs"]) == (
+        True,
+        3,
+        None,
+        {"name": "team"},
+    )
+
+    resumed = http.post("/jobs/greet/resume", headers=AUTH).json()
+    next_run = datetime.fromisoformat(resumed["next_run_time"])
+    assert next_run.astimezone(UTC).minute == 30
+
+
+@pytest.mark.parametrize(
+    ("body", "says"),
+    [
+        ({"trigger": {"type": "interval", "seconds": 0}}, "longer than zero"),
+        ({"trigger": {"type": "interval", "seconds": -5}}, "greater than or equal to 0"),
+        ({"trigger": {"type": "cron", "expression": "61 * * * *"}}, "invalid cron"),
+        ({"trigger": {"type": "cron", "hour": 1, "timezone": "Mars/Olympus"}}, "unknown timezone"),
+        ({"trigger": {"type": "date", "run_date": "2001-01-01T00:00:00"}}, "never fires"),
+        ({"trigger": {"type": "hourly"}}, "does not match any of the expected tags"),
+        ({"kwargs": {"nope": 1}}, "kwargs do not fit"),
+        ({"max_instances": 0}, "greater than or equal to 1"),
+        ({}, "nothing to change"),
+        ({"colour": "red"}, "Extra inputs are not permitted"),
+    ],
+)
+def test_bad_changes_are_refused_saying_what_to_fix(
+    http: TestClient, body: dict[str, Any], says: str
+) -> None:
+    answer = http.patch("/jobs/greet", json=body, headers=AUTH)
+    assert answer.status_code == 422, answer.text
+    assert says in answer.text
+
+
+def test_create_and_delete_a_schedule_of_a_registered_task(
+    http: TestClient, client: redis.Redis, prefix: str
+) -> None:
+    body = {
+        "id": "greet-ops",
+        "task": "greet",
+        "kwargs": {"name": "ops", "times": 2},
+        "trigger": {"type": "interval", "hours": 1},
+        "coalesce": False,
+    }
+    created = http.post("/jobs", json=body, headers=AUTH)
+    assert created.status_code == 201, created.text
+    assert created.json()["task"] == "greet" and created.json()["kwargs"] == body["kwargs"]
+    assert http.post("/jobs", json=body, headers=AUTH).status_code == 409
+
+    http.post("/jobs/greet-ops/run", headers=AUTH)
+    wait_until(lambda: client.llen(greetings_key(prefix)), 10, "the new schedule's run")
+    assert json.loads(client.lindex(greetings_key(prefix), 0) or "{}") == {
+        "job": "greet-ops",
+        "name": "ops",
+        "times": 2,
+    }
+
+    assert http.delete("/jobs/greet-ops", headers=AUTH).status_code == 204
+    assert http.get("/jobs/greet-ops").status_code == 404
+    assert http.get("/jobs/greet-ops/runs").json()[0]["manual"] is True, "history stays"
+    code_defined = http.delete("/jobs/greet", headers=AUTH)
+    assert code_defined.status_code == 409 and "defined in code" in code_defined.text
+
+
+@pytest.mark.parametrize(
+    ("body", "says"),
+    [
+        ({"task": "rm -rf"}, "unknown task 'rm -rf'; registered tasks:"),
+        ({"task": "services.jobs.examples:tick"}, "unknown task"),
+        ({"kwargs": {"name": 1, "bogus": 2}}, "kwargs do not fit"),
+        ({"id": "has space"}, "String should match pattern"),
+        ({"kwargs": {"name": "x" * 20_000}}, "larger than"),
+    ],
+)
+def test_bad_new_schedules_are_refused(http: TestClient, body: dict[str, Any], says: str) -> None:
+    valid = {"id": "new-one", "task": "greet", "trigger": {"type": "interval", "hours": 1}}
+    answer = http.post("/jobs", json={**valid, **body}, headers=AUTH)
+    assert answer.status_code == 422, answer.text
+    assert says in answer.text
+
+
+def test_oversized_payloads_are_refused(http: TestClient) -> None:
+    answer = http.post(
+        "/jobs",
+        content=b"{" + b" " * 70_000 + b"}",
+        headers={**AUTH, "content-type": "application/json"},
+    )
+    assert answer.status_code == 413 and "larger than" in answer.json()["detail"]
+
+
+def test_without_a_leader_a_change_is_refused_and_never_applied_later(
+    redis_server: RedisServer, make_settings: Callable[..., Settings]
+) -> None:
+    with leading_app(
+        make_settings(redis_server, scheduler_mode="embedded", api_token=TOKEN, jobs_modules=JOBS)
+    ) as first:
+        wait_for_leader(first)
+        wait_until(lambda: first.get("/jobs/greet").status_code == 200, 10, "jobs synced")
+    no_leader = make_settings(
+        redis_server, api_token=TOKEN, jobs_modules=JOBS, command_timeout_seconds=1.0
+    )
+    with TestClient(create_app(no_leader)) as http:
+        refused = http.post("/jobs/greet/pause", headers=AUTH)
+        assert refused.status_code == 503
+        assert "not applied" in refused.json()["detail"]
+
+    with leading_app(
+        make_settings(redis_server, scheduler_mode="embedded", api_token=TOKEN, jobs_modules=JOBS)
+    ) as later:
+        wait_for_leader(later)
+        time.sleep(1)  # the expired command is in the stream for the new leader to see
+        assert later.get("/jobs/greet").json()["paused"] is False
+
+
+def test_a_command_taken_by_a_leader_that_died_is_applied_by_the_next(
+    redis_server: RedisServer,
+    client: redis.Redis,
+    prefix: str,
+    make_settings: Callable[..., Settings],
+) -> None:
+    settings = make_settings(
+        redis_server, scheduler_mode="embedded", api_token=TOKEN, jobs_modules=JOBS
+    )
+    with leading_app(settings) as http:
+        wait_for_leader(http)
+        wait_until(lambda: http.get("/jobs/greet").status_code == 200, 10, "jobs synced")
+    keys = Keys(prefix)
+    now = datetime.now(UTC)
+    command = Command(
+        id=uuid.uuid4().hex,
+        op="pause",
+        job_id="greet",
+        created_at=now,
+        deadline=now + timedelta(seconds=30),
+    )
+    # A leader read it and began applying it, then died before answering.
+    client.xadd(keys.commands, {"command": command.model_dump_json()})
+    client.xreadgroup(keys.command_group, "dead:1", {keys.commands: ">"}, count=1)
+    client.set(
+        keys.command_outcome(command.id),
+        Outcome(status="applying", applied_by="dead:1").model_dump_json(),
+    )
+
+    with leading_app(settings) as http:
+        wait_for_leader(http)
+
+        def applied() -> Outcome | None:
+            raw = client.get(keys.command_outcome(command.id))
+            outcome = Outcome.model_validate_json(raw) if raw else None
+            return outcome if outcome and outcome.status == "done" else None
+
+        outcome = wait_until(applied, 15, "the next leader to apply the stranded command")
+        assert outcome is not None
+        assert outcome.code == 200 and outcome.applied_by != "dead:1"
+        assert http.get("/jobs/greet").json()["paused"] is True
+        assert client.xpending(keys.commands, keys.command_group)["pending"] == 0
+
+
+def test_changes_survive_a_new_leader(
+    redis_server: RedisServer, make_settings: Callable[..., Settings]
+) -> None:
+    settings = make_settings(
+        redis_server, scheduler_mode="embedded", api_token=TOKEN, jobs_modules=JOBS
+    )
+    body = {"trigger": {"type": "interval", "minutes": 7}}
+    with leading_app(settings) as http:
+        wait_for_leader(http)
+        wait_until(lambda: http.get("/jobs/greet").status_code == 200, 10, "jobs synced")
+        assert http.patch("/jobs/greet", json=body, headers=AUTH).status_code == 200
+        http.post("/jobs/greet/pause", headers=AUTH)
+    with leading_app(settings) as http:
+        wait_for_leader(http)
+        job = http.get("/jobs/greet").json()
+        assert (job["trigger"], job["paused"]) == ("interval[0:07:00]", True)
