@@ -9,6 +9,7 @@ import redis
 
 from services.core.keys import Keys
 from services.core.ledger import Claim, RunRecord, fire_ms
+from services.core.metrics import flat, run_increments
 
 
 class ClaimResult(enum.IntEnum):
@@ -34,8 +35,9 @@ return 1
 """
 
 # For a fire time that will not run (skipped, missed): the same checks, then the ledger entry
-# directly, so it too is recorded once. KEYS: epoch, claim, counters, runs stream.
-# ARGV: epoch, claim ttl ms, claim JSON, max entries, then field/value pairs.
+# directly (and its count), so it too is recorded once. KEYS: epoch, claim, counters, runs.
+# ARGV: epoch, claim ttl ms, claim JSON, max entries, n, n counter/increment pairs, then the
+# entry's field/value pairs.
 _CLAIM_AND_RECORD = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then
   redis.call('HINCRBY', KEYS[3], 'claims_refused_stale_epoch', 1)
@@ -45,7 +47,11 @@ if not redis.call('SET', KEYS[2], ARGV[3], 'NX', 'PX', ARGV[2]) then
   redis.call('HINCRBY', KEYS[3], 'claims_refused_taken', 1)
   return 0
 end
-redis.call('XADD', KEYS[4], 'MAXLEN', '=', ARGV[4], '*', unpack(ARGV, 5))
+local n = tonumber(ARGV[5])
+for i = 0, n - 1 do
+  redis.call('HINCRBYFLOAT', KEYS[3], ARGV[6 + 2 * i], ARGV[7 + 2 * i])
+end
+redis.call('XADD', KEYS[4], 'MAXLEN', '=', ARGV[4], '*', unpack(ARGV, 6 + 2 * n))
 return 1
 """
 
@@ -98,6 +104,7 @@ class FireClaims:
                     ttl_ms,
                     claim.to_json(),
                     self._max_entries,
+                    *flat(run_increments(record)),
                     *record.flat_fields(),
                 ],
                 client=pipe,

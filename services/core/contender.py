@@ -76,6 +76,7 @@ class Contender:
         self._fence_timer: asyncio.TimerHandle | None = None
         self._stopping = asyncio.Event()
         self._redis_down_since: float | None = None
+        self._unreported_renewal_failures = 0
         self._last_sweep = 0.0
         self._last_beat = 0.0
         # Observability (also used by tests): loop-clock times.
@@ -115,6 +116,7 @@ class Contender:
                 if self.is_leader and now - self._last_sweep >= self.settings.lease_ttl_seconds:
                     self._last_sweep = now
                     await self._record_lost_runs()
+                await self._report_renewal_failures()
                 self._redis_answers()
             except RedisError as exc:
                 self._redis_trouble(exc)
@@ -173,10 +175,15 @@ class Contender:
         assert term is not None
         loop = asyncio.get_running_loop()
         sent = loop.time()
-        renewed = await self._lease.renew()
+        try:
+            renewed = await self._lease.renew()
+        except RedisError:
+            self._unreported_renewal_failures += 1
+            raise
         if term is not self._term:
             return
         if not renewed:
+            self._unreported_renewal_failures += 1
             self._fence("the lease was lost (another contender holds it)")
         elif not term.active:
             self._fence("renewal arrived after the term ended")
@@ -306,6 +313,12 @@ class Contender:
         if self._redis_down_since is None:
             self._redis_down_since = loop.time()
             logger.warning("Redis is not answering (%s); retrying", exc)
+
+    async def _report_renewal_failures(self) -> None:
+        """Failures happen while Redis is away; they are counted once it answers again."""
+        if self._unreported_renewal_failures:
+            count, self._unreported_renewal_failures = self._unreported_renewal_failures, 0
+            await self._redis.hincrby(self.keys.counters, "lease_renewal_failures", count)
 
     def _redis_answers(self) -> None:
         if self._redis_down_since is not None:

@@ -12,6 +12,7 @@ import redis.asyncio as aioredis
 
 from services.core.connection import text
 from services.core.keys import Keys
+from services.core.metrics import flat, run_increments
 
 Status = Literal["succeeded", "failed", "skipped", "missed"]
 
@@ -147,13 +148,18 @@ class Claim:
 
 
 # The first writer of a claimed fire records it; anyone later (a runner finishing after a leader
-# recorded it as lost, or the reverse) adds nothing. KEYS: inflight, runs stream.
-# ARGV: fire id, max entries, then field/value pairs.
+# recorded it as lost, or the reverse) adds nothing. Counting it for the metrics is part of the
+# same step. KEYS: inflight, runs stream, counters. ARGV: fire id, max entries, n, then n
+# counter/increment pairs, then the entry's field/value pairs.
 _FINISH = """
 if redis.call('HDEL', KEYS[1], ARGV[1]) == 0 then
   return 0
 end
-redis.call('XADD', KEYS[2], 'MAXLEN', '=', ARGV[2], '*', unpack(ARGV, 3))
+local n = tonumber(ARGV[3])
+for i = 0, n - 1 do
+  redis.call('HINCRBYFLOAT', KEYS[3], ARGV[4 + 2 * i], ARGV[5 + 2 * i])
+end
+redis.call('XADD', KEYS[2], 'MAXLEN', '=', ARGV[2], '*', unpack(ARGV, 4 + 2 * n))
 return 1
 """
 
@@ -170,10 +176,11 @@ class RunLedger:
     async def finish(self, record: RunRecord) -> bool:
         """Record how a claimed run ended. False if this fire was already recorded."""
         written = await self._finish(
-            keys=[self._keys.inflight, self._keys.runs(record.job_id)],
+            keys=[self._keys.inflight, self._keys.runs(record.job_id), self._keys.counters],
             args=[
                 record.fire_id,
                 self._max_entries,
+                *flat(run_increments(record)),
                 *record.flat_fields(),
             ],
         )
