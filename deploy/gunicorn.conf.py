@@ -4,6 +4,7 @@ Everything comes from the one Settings class, so a bad variable stops the master
 with one line, before any worker boots.
 """
 
+from services.core.logs import logging_config
 from services.core.settings import ConfigError, exit_with_config_error, get_settings
 
 try:
@@ -21,6 +22,8 @@ keepalive = 5
 accesslog = "-"
 errorlog = "-"
 loglevel = _settings.log_level.lower()
+# LOG_FORMAT=json makes gunicorn's own lines JSON too.
+logconfig_dict = logging_config(_settings)
 # Only the load balancer reaches the api containers; trust its X-Forwarded-* headers.
 forwarded_allow_ips = _settings.forwarded_allow_ips
 # Heartbeat files in memory: the container's root filesystem is read-only.

@@ -323,9 +323,11 @@ def log_run(record: RunRecord) -> None:
     level = logging.INFO if record.status == "succeeded" else logging.WARNING
     duration = "" if record.duration_ms is None else f" duration_ms={record.duration_ms:.1f}"
     detail = f" reason={record.reason}" if record.reason else ""
+    manual = " manual" if record.manual else ""
+    fields = {key: value for key, value in record.fields().items() if value != ""}
     logger.log(
         level,
-        "run job=%s scheduled_at=%s status=%s%s%s runner=%s epoch=%d",
+        "run job=%s scheduled_at=%s status=%s%s%s runner=%s epoch=%d%s",
         record.job_id,
         record.scheduled_at.isoformat(),
         record.status,
@@ -333,4 +335,6 @@ def log_run(record: RunRecord) -> None:
         duration,
         record.runner,
         record.epoch,
+        manual,
+        extra={"run": fields},  # structured, for LOG_FORMAT=json
     )

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import logging
-
+from services.core.logs import configure_logging
 from services.core.registry import JobsModuleError, load_job_modules
 from services.core.settings import ConfigError, Settings, exit_with_config_error, get_settings
-
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 def prepare(exit_code: int = 2) -> Settings:
@@ -16,7 +13,7 @@ def prepare(exit_code: int = 2) -> Settings:
         settings = get_settings()
     except ConfigError as exc:
         exit_with_config_error(exc, exit_code)
-    logging.basicConfig(level=settings.log_level, format=LOG_FORMAT)
+    configure_logging(settings)
     try:
         load_job_modules(settings.jobs_modules)
     except JobsModuleError as exc:

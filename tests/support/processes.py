@@ -55,19 +55,18 @@ class Processes:
         return self.start(name, [sys.executable, "-m", "services.scheduler"], **env)
 
     def gunicorn(self, name: str, port: int, workers: int, **env: str) -> subprocess.Popen[bytes]:
+        """gunicorn with the shipped config (deploy/gunicorn.conf.py), on a loopback port."""
         return self.start(
             name,
             [
                 str(BIN / "gunicorn"),
+                "-c",
+                "deploy/gunicorn.conf.py",
                 "services.api.main:app",
-                "--worker-class",
-                "uvicorn_worker.UvicornWorker",
                 "--workers",
                 str(workers),
                 "--bind",
                 f"127.0.0.1:{port}",
-                "--graceful-timeout",
-                "10",
             ],
             **env,
         )
