@@ -15,7 +15,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from services.api.limits import BodySizeLimit
 from services.api.models import ErrorOut
-from services.api.routes import health, jobs, metrics, scheduler
+from services.api.routes import health, jobs, metrics, page, scheduler
 from services.api.state import ApiState
 from services.core.contender import Contender
 from services.core.registry import load_job_modules, registry
@@ -75,6 +75,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(scheduler.router)
     app.include_router(jobs.router)
     app.include_router(metrics.router)
+    app.include_router(page.router)
     return app
 
 
