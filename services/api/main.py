@@ -8,11 +8,14 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ReadOnlyError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from services.api.auth import ReadAccess
 from services.api.limits import BodySizeLimit
 from services.api.models import ErrorOut
 from services.api.routes import health, jobs, metrics, page, scheduler
@@ -68,13 +71,24 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             content={"detail": f"Redis at {settings.redacted_redis_url} is unavailable: {exc}"},
         )
 
+    async def invalid_request(request: Request, exc: Exception) -> JSONResponse:
+        # FastAPI's own answer, without pydantic's "Value error, " in front of our messages.
+        assert isinstance(exc, RequestValidationError)
+        errors = [
+            {**error, "msg": str(error["msg"]).removeprefix("Value error, ")}
+            for error in exc.errors()
+        ]
+        return JSONResponse(status_code=422, content={"detail": jsonable_encoder(errors)})
+
+    app.add_exception_handler(RequestValidationError, invalid_request)
     for error in (RedisConnectionError, RedisTimeoutError, ReadOnlyError):
         app.add_exception_handler(error, redis_unavailable)
     app.add_middleware(BodySizeLimit)
+    reads = [ReadAccess] if settings.api_read_token_required else []
     app.include_router(health.router)
-    app.include_router(scheduler.router)
-    app.include_router(jobs.router)
-    app.include_router(metrics.router)
+    app.include_router(scheduler.router, dependencies=reads)
+    app.include_router(jobs.router, dependencies=reads)
+    app.include_router(metrics.router, dependencies=reads)
     app.include_router(page.router)
     return app
 

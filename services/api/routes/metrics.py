@@ -7,11 +7,10 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from services.api.auth import ReadAccess
 from services.api.state import ApiState, get_state
 from services.core.metrics import read_snapshot, render
 
-router = APIRouter(tags=["metrics"], dependencies=[ReadAccess])
+router = APIRouter(tags=["metrics"])
 
 
 @router.get(
