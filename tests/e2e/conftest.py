@@ -19,6 +19,7 @@ from tests.support.processes import REPO
 from tests.support.redis_server import free_port
 
 TTL = 2.0
+API_TOKEN = "e2e-token-0123456789abcdef"
 API_REPLICAS = 3
 
 
@@ -85,6 +86,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
                 "SCHEDULER_STOP_GRACE_PERIOD=15s",
                 "API_STOP_GRACE_PERIOD=15s",
                 "JOBS_MODULES=services.jobs.examples,e2e_jobs",
+                f"API_TOKEN={API_TOKEN}",
                 "",
             ]
         )

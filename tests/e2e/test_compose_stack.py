@@ -17,7 +17,7 @@ import pytest
 
 from services.core.keys import Keys
 from services.core.ledger import fire_ms
-from tests.e2e.conftest import API_REPLICAS, TTL, Stack
+from tests.e2e.conftest import API_REPLICAS, API_TOKEN, TTL, Stack
 from tests.support.ledger_checks import duplicates, gaps
 from tests.support.processes import wait_until
 
@@ -202,3 +202,36 @@ def test_a_replica_added_by_scale_receives_requests(stack: Stack) -> None:
         return marker in logs.stdout + logs.stderr
 
     wait_until(served_by_new_replica, 30, "a request served by the added replica")
+
+
+def test_every_change_works_through_the_load_balancer(stack: Stack) -> None:
+    auth = {"Authorization": f"Bearer {API_TOKEN}"}
+    with stack.http() as client:
+        assert client.post("/jobs/tick/pause").status_code == 401
+        paused = client.post("/jobs/tick/pause", headers=auth)
+        assert paused.status_code == 200 and paused.json()["paused"] is True
+        resumed = client.post("/jobs/tick/resume", headers=auth)
+        assert resumed.status_code == 200 and resumed.json()["paused"] is False
+
+        body = {
+            "id": "heartbeat-slow",
+            "task": "heartbeat",
+            "trigger": {"type": "cron", "expression": "*/5 * * * *", "timezone": "UTC"},
+        }
+        created = client.post("/jobs", json=body, headers=auth)
+        assert created.status_code == 201, created.text
+        changed = client.patch(
+            "/jobs/heartbeat-slow", headers=auth, json={"trigger": {"type": "interval", "hours": 2}}
+        )
+        assert changed.json()["trigger"] == "interval[2:00:00]"
+        assert client.post("/jobs/heartbeat-slow/run", headers=auth).status_code == 200
+        wait_until(lambda: client.get("/jobs/heartbeat-slow/runs").json(), 20, "the run now")
+        [run] = client.get("/jobs/heartbeat-slow/runs").json()
+        assert (run["status"], run["manual"]) == ("succeeded", True)
+        assert client.delete("/jobs/heartbeat-slow", headers=auth).status_code == 204
+        assert client.get("/jobs/heartbeat-slow").status_code == 404
+
+        metrics = client.get("/metrics").text
+        assert 'tickonce_runs_total{job="heartbeat",status="succeeded"}' in metrics
+        page = client.get("/")
+        assert page.status_code == 200 and "tickonce" in page.text
