@@ -120,6 +120,10 @@ class Contender:
                 self._redis_answers()
             except RedisError as exc:
                 self._redis_trouble(exc)
+            for executor in self._executors():
+                # Bodies of this and earlier terms keep their running slots (or are stopped).
+                executor.keep_slots()
+            self._retired = [executor for executor in self._retired if executor.busy]
             self.last_pass = loop.time()
             wait = (
                 self.settings.renew_interval
@@ -241,6 +245,8 @@ class Contender:
             runner=self.id,
             claim_ttl_seconds=self.settings.claim_ttl_seconds,
             max_entries=self.settings.ledger_max_entries,
+            slot_window_seconds=self.settings.member_window_seconds,
+            slot_margin_seconds=self.settings.fence_margin,
             threads=self._threads,
             on_stale_epoch=self._fence,
         )

@@ -18,6 +18,7 @@ from services.core.commands import Command, Outcome
 from services.core.execution import UnknownTaskError, resolve, run_task
 from services.core.executor import ClaimingExecutor
 from services.core.jobstore import JobView, task_of
+from services.core.policy import RunPolicy
 from services.core.registry import DEFAULTS, JobDefinitionError, Registry, check_kwargs
 from services.core.schedules import JobCreate, JobUpdate, first_fire
 
@@ -66,7 +67,7 @@ class Control:
             return Outcome(status="done", code=refusal.code, detail=refusal.detail)
         except ValidationError as exc:
             return Outcome(status="done", code=422, detail=describe_validation(exc))
-        except (JobDefinitionError, UnknownTaskError) as exc:
+        except (JobDefinitionError, UnknownTaskError, ValueError) as exc:
             return Outcome(status="done", code=422, detail=str(exc))
 
     def _job(self, job_id: str) -> Job:
@@ -101,6 +102,9 @@ class Control:
         job = self._job(command.job_id)
         update = JobUpdate.model_validate(command.payload)
         changes: dict[str, Any] = update.option_changes()
+        policy = update.policy(RunPolicy.of(job), job.id)
+        changes["args"] = [task_of(job), policy.as_arg()]
+        changes["coalesce"] = policy.coalesce
         if update.kwargs is not None:
             check_kwargs(job.id, resolve(task_of(job), self._registry).func, update.kwargs)
             changes["kwargs"] = update.kwargs
@@ -121,11 +125,18 @@ class Control:
         trigger = spec.trigger.build()
         if first_fire(trigger, now(self._scheduler)) is None:
             raise Refusal(422, "trigger: it never fires (a date in the past?)")
-        options = {**DEFAULTS, "name": spec.id, **spec.option_changes()}
+        policy = spec.policy(RunPolicy(), spec.id)
+        options = {
+            **DEFAULTS,
+            "name": spec.id,
+            **spec.option_changes(),
+            "coalesce": policy.coalesce,
+        }
         existing = self._scheduler.get_job(spec.id)
         if existing is not None:
             same = (
-                task_of(existing) == spec.task
+                RunPolicy.of(existing) == policy
+                and task_of(existing) == spec.task
                 and str(existing.trigger) == str(trigger)
                 and dict(existing.kwargs) == spec.kwargs
                 and all(getattr(existing, k) == v for k, v in options.items())
@@ -141,7 +152,7 @@ class Control:
             run_task,
             trigger=trigger,
             id=spec.id,
-            args=[spec.task],
+            args=[spec.task, policy.as_arg()],
             kwargs=spec.kwargs,
             **options,
             **extra,

@@ -27,6 +27,7 @@ def resolve(task: str, jobs: Registry = registry) -> JobSpec:
     return spec
 
 
-def run_task(task: str, /, **kwargs: Any) -> Any:
-    """Call the registered job ``task`` (the executor resolves and runs it itself)."""
+def run_task(task: str, policy: dict[str, Any] | None = None, /, **kwargs: Any) -> Any:
+    """Call the registered job ``task`` (the executor resolves and runs it itself; ``policy``
+    is the job's stored RunPolicy, read by the executor)."""
     return resolve(task).func(**kwargs)

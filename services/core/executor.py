@@ -3,17 +3,28 @@
 APScheduler hands an executor a job and its due run times just before it moves the job's next
 run time in the store. Claiming here, synchronously, means a fire time is either claimed
 before the store moves past it or still due for the next leader: never silently lost.
+
+Job bodies never run on the scheduler's event loop: each runs on a pool thread (an ``async
+def`` body in an event loop of its own), so a job that blocks cannot delay firing or lease
+renewal. ``max_instances`` is counted across the cluster: each batch of fires that runs holds
+a running slot in Redis, refreshed while its body runs; a body whose slot can no longer be
+proven held is stopped before the slot can expire and let another instance start.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import contextlib
 import contextvars
-import functools
+import inspect
 import logging
+import threading
 import time
+import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -24,18 +35,85 @@ from apscheduler.job import Job
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
 
 from services.core.claims import ClaimResult, FireClaims
-from services.core.execution import resolve
+from services.core.execution import UnknownTaskError, resolve
 from services.core.fencing import LeaderTerm, NotLeaderError
+from services.core.jobstore import task_of
 from services.core.ledger import Claim, RunLedger, RunRecord, Status, utcnow
+from services.core.policy import RunPolicy
 from services.core.registry import Registry, RunContext, enter_run
 
 logger = logging.getLogger("tickonce.runs")
 
 _FOREVER = timedelta(days=7)
+# A fire time handed over later than this is being caught up (downtime, failover).
+CATCH_UP_AFTER = timedelta(seconds=1)
+
+
+class BodyStopped(Exception):
+    """An async job body was cancelled from outside (timeout, lost slot, shutdown)."""
+
+
+class BodyRun:
+    """One job body on a pool thread: sync functions as they are, async ones in an event loop
+    of their own. ``cancel()`` stops an async body at its next await; a sync body cannot be
+    interrupted and runs to its end."""
+
+    def __init__(
+        self, func: Callable[..., Any], kwargs: dict[str, Any], context: RunContext
+    ) -> None:
+        self._func = func
+        self._kwargs = kwargs
+        self._context = context
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Task[Any] | None = None
+        self._cancelled = False
+
+    def start(self, pool: ThreadPoolExecutor) -> concurrent.futures.Future[Any]:
+        context = contextvars.copy_context()
+        context.run(enter_run, self._context)
+        return pool.submit(context.run, self._run)
+
+    def cancel(self) -> None:
+        with self._lock:
+            self._cancelled = True
+            if self._loop is not None and self._task is not None:
+                self._loop.call_soon_threadsafe(self._task.cancel)
+
+    def _run(self) -> Any:
+        if not inspect.iscoroutinefunction(self._func):
+            return self._func(**self._kwargs)
+        with asyncio.Runner() as runner:
+            loop = runner.get_loop()
+
+            async def body() -> Any:
+                with self._lock:
+                    self._loop, self._task = loop, asyncio.current_task()
+                    if self._cancelled:
+                        raise asyncio.CancelledError
+                return await self._func(**self._kwargs)
+
+            try:
+                return runner.run(body())
+            except asyncio.CancelledError:
+                raise BodyStopped from None
+
+
+@dataclass
+class _Batch:
+    """Fires of one job run one after another under one running slot."""
+
+    job_id: str
+    slot: str
+    claims: list[Claim]
+    valid_until: float  # loop time until which the slot is proven held
+    body: BodyRun | None = None
+    future: concurrent.futures.Future[Any] | None = None
+    stop_reason: str = ""
 
 
 class ClaimingExecutor(BaseExecutor):  # type: ignore[misc]
-    """An asyncio executor where no job body runs without a claim and every fire is recorded.
+    """An executor where no job body runs without a claim and every fire is recorded.
 
     :param on_stale_epoch: called when Redis says a newer leader exists.
     """
@@ -50,6 +128,8 @@ class ClaimingExecutor(BaseExecutor):  # type: ignore[misc]
         runner: str,
         claim_ttl_seconds: float,
         max_entries: int,
+        slot_window_seconds: float,
+        slot_margin_seconds: float,
         threads: ThreadPoolExecutor,
         on_stale_epoch: Callable[[str], None],
     ) -> None:
@@ -61,9 +141,12 @@ class ClaimingExecutor(BaseExecutor):  # type: ignore[misc]
         self._runner = runner
         self._claim_ttl = timedelta(seconds=claim_ttl_seconds)
         self._max_entries = max_entries
+        self._slot_window = slot_window_seconds
+        self._slot_margin = slot_margin_seconds
         self._threads = threads
         self._on_stale_epoch = on_stale_epoch
         self._tasks: set[asyncio.Task[None]] = set()
+        self._batches: dict[str, _Batch] = {}
         self._running_fires: set[str] = set()
         self._accepting = True
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -86,10 +169,12 @@ class ClaimingExecutor(BaseExecutor):  # type: ignore[misc]
 
     @property
     def busy(self) -> bool:
-        return bool(self._tasks)
+        return bool(self._tasks or self._batches)
 
     def _do_submit_job(self, job: Job, run_times: list[datetime]) -> None:
         raise NotImplementedError("ClaimingExecutor.submit_job does the submitting")
+
+    # -- firing (on the scheduler's loop, synchronously) -----------------------------------
 
     def submit_job(self, job: Job, run_times: list[datetime]) -> None:
         epoch = self._term.current_epoch()
@@ -98,7 +183,8 @@ class ClaimingExecutor(BaseExecutor):  # type: ignore[misc]
             # that follows, so these times stay due for whoever leads next.
             return
         now = utcnow()
-        claim_ttl_ms = self._claim_ttl_ms(job)
+        policy = RunPolicy.of(job)
+        ttl_ms = self._claim_ttl_ms(job)
         unrun: list[tuple[Claim, RunRecord]] = []
 
         def not_run(at: datetime, status: Status, reason: str) -> None:
@@ -108,11 +194,12 @@ class ClaimingExecutor(BaseExecutor):  # type: ignore[misc]
             )
             unrun.append((claim, record))
 
+        skip_reason = "catch_up=skip" if policy.catch_up == "skip" else "coalesced"
         if job.coalesce and job.next_run_time and job.next_run_time < run_times[-1]:
             # APScheduler drops these silently; the ledger keeps one entry per fire time.
             earlier = job._get_run_times(run_times[-1])[:-1]
             for at in earlier[-self._max_entries :]:
-                not_run(at, "skipped", "coalesced")
+                not_run(at, "skipped", skip_reason)
 
         due = []
         for at in run_times:
@@ -125,24 +212,18 @@ class ClaimingExecutor(BaseExecutor):  # type: ignore[misc]
                     JobExecutionEvent(EVENT_JOB_MISSED, job.id, job._jobstore_alias, at)
                 )
                 not_run(at, "missed", f"missed by {late.total_seconds():.3f}s")
+            elif policy.catch_up == "skip" and late > CATCH_UP_AFTER:
+                not_run(at, "skipped", "catch_up=skip")
             else:
                 due.append(at)
 
-        max_reached = False
+        full = []
         if due:
-            with self._lock:
-                if self._instances[job.id] >= job.max_instances:
-                    max_reached = True
-                    for at in due:
-                        not_run(at, "skipped", f"max_instances ({job.max_instances}) reached")
-                else:
-                    claimed = self._claim_all(job, due, epoch, now, claim_ttl_ms)
-                    if claimed:
-                        self._instances[job.id] += 1
-                        self._spawn(job, claimed)
-
-        self._record_unrun(job, unrun, claim_ttl_ms)
-        if max_reached:
+            full = self._claim_and_spawn(job, due, epoch, now, ttl_ms, manual="")
+            for at in full:
+                not_run(at, "skipped", f"max_instances ({job.max_instances}) reached")
+        self._record_unrun(job, unrun, ttl_ms)
+        if full:
             raise MaxInstancesReachedError(job)  # APScheduler logs and emits its usual event
 
     def run_manual(self, job: Job, command_id: str, requested_at: datetime) -> str:
@@ -152,34 +233,28 @@ class ClaimingExecutor(BaseExecutor):  # type: ignore[misc]
         Returns what happened, for the command's answer.
         """
         epoch = self._term.require()
-        now = utcnow()
-        claim = Claim(job.id, requested_at, self._runner, epoch, now, manual=command_id)
         ttl_ms = self._claim_ttl_ms(job)
-        with self._lock:
-            if self._instances[job.id] >= job.max_instances:
-                reason = f"max_instances ({job.max_instances}) reached"
-                record = RunRecord(
-                    job.id,
-                    requested_at,
-                    "skipped",
-                    self._runner,
-                    epoch,
-                    finished_at=now,
-                    reason=reason,
-                    manual=command_id,
-                )
-                self._record_unrun(job, [(claim, record)], ttl_ms)
-                return f"skipped: {reason}"
-            result = self._claims.claim(claim, ttl_ms)
-            if result is ClaimResult.STALE_EPOCH:
-                self._on_stale_epoch("claim refused: epoch is no longer current")
-                raise NotLeaderError(f"epoch {epoch} is no longer current")
-            if result is ClaimResult.TAKEN:
-                return "already started by an earlier attempt of this command"
-            self._running_fires.add(claim.fire_id)
-            self._instances[job.id] += 1
-            self._spawn(job, [claim])
-        return "started"
+        full = self._claim_and_spawn(
+            job, [requested_at], epoch, utcnow(), ttl_ms, manual=command_id
+        )
+        if full:
+            reason = f"max_instances ({job.max_instances}) reached"
+            claim = Claim(job.id, requested_at, self._runner, epoch, utcnow(), manual=command_id)
+            record = RunRecord(
+                job.id,
+                requested_at,
+                "skipped",
+                self._runner,
+                epoch,
+                finished_at=utcnow(),
+                reason=reason,
+                manual=command_id,
+            )
+            self._record_unrun(job, [(claim, record)], ttl_ms)
+            return f"skipped: {reason}"
+        if claim_id(job.id, requested_at, command_id) in self._running_fires:
+            return "started"
+        return "already started by an earlier attempt of this command"
 
     def _claim_ttl_ms(self, job: Job) -> int:
         if job.misfire_grace_time is None:
@@ -188,14 +263,26 @@ class ClaimingExecutor(BaseExecutor):  # type: ignore[misc]
             ttl = max(self._claim_ttl, 2 * timedelta(seconds=job.misfire_grace_time))
         return int(ttl.total_seconds() * 1000)
 
-    def _claim_all(
-        self, job: Job, due: list[datetime], epoch: int, now: datetime, ttl_ms: int
-    ) -> list[Claim]:
-        claimed = []
-        for at in due:
-            claim = Claim(job.id, at, self._runner, epoch, now)
+    def _claim_and_spawn(
+        self, job: Job, due: list[datetime], epoch: int, now: datetime, ttl_ms: int, manual: str
+    ) -> list[datetime]:
+        """Claim the due times as one batch under one running slot and start it. Returns the
+        times refused because max_instances runs are going on across the cluster."""
+        assert self._loop is not None
+        slot = f"{self._runner}#{uuid.uuid4().hex[:12]}"
+        window_ms = int(self._slot_window * 1000)
+        claimed: list[Claim] = []
+        sent = self._loop.time()
+        for index, at in enumerate(due):
+            claim = Claim(job.id, at, self._runner, epoch, now, manual=manual)
             try:
-                result = self._claims.claim(claim, ttl_ms)
+                result = self._claims.claim(
+                    claim,
+                    ttl_ms,
+                    max_instances=0 if claimed else job.max_instances,
+                    slot=slot,
+                    slot_window_ms=window_ms,
+                )
             except redis.RedisError as exc:
                 logger.warning(
                     "claim for job %s at %s got no answer (%s); will retry",
@@ -208,12 +295,24 @@ class ClaimingExecutor(BaseExecutor):  # type: ignore[misc]
             if result is ClaimResult.GRANTED:
                 claimed.append(claim)
                 self._running_fires.add(claim.fire_id)
+            elif result is ClaimResult.FULL:
+                return due[index:]
             elif result is ClaimResult.STALE_EPOCH:
                 self._on_stale_epoch(f"claim refused: epoch {epoch} is no longer current")
+                if manual:
+                    raise NotLeaderError(f"epoch {epoch} is no longer current")
                 break
             else:
                 logger.debug("job %s at %s already claimed elsewhere", job.id, at.isoformat())
-        return claimed
+        if claimed:
+            batch = _Batch(
+                job.id, slot, claimed, valid_until=sent + self._slot_window - self._slot_margin
+            )
+            self._batches[slot] = batch
+            task = self._loop.create_task(self._run_batch(job, batch))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        return []
 
     def _record_unrun(self, job: Job, unrun: list[tuple[Claim, RunRecord]], ttl_ms: int) -> None:
         try:
@@ -231,53 +330,89 @@ class ClaimingExecutor(BaseExecutor):  # type: ignore[misc]
                 self._on_stale_epoch("claim refused: epoch is no longer current")
                 return
 
-    def _spawn(self, job: Job, claims: list[Claim]) -> None:
-        assert self._loop is not None
-        task = self._loop.create_task(self._run_claimed(job, claims))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+    # -- running (tasks on the scheduler's loop; bodies on threads) ------------------------
 
-    async def _run_claimed(self, job: Job, claims: list[Claim]) -> None:
+    async def _run_batch(self, job: Job, batch: _Batch) -> None:
         try:
-            for claim in claims:
-                record = await self._execute(job, claim)
-                await self._record(record)
-                self._running_fires.discard(claim.fire_id)
+            for index, claim in enumerate(batch.claims):
+                if batch.future is not None and not batch.future.done():
+                    # The previous body outlived its timeout and still holds the slot.
+                    record = self._record_of(
+                        claim,
+                        utcnow(),
+                        time.perf_counter(),
+                        "skipped",
+                        f"max_instances ({job.max_instances}) reached",
+                        "",
+                    )
+                    await self._record(record)
+                    continue
+                record = await self._execute(job, claim, batch)
+                last = index == len(batch.claims) - 1
+                body_over = batch.future is None or batch.future.done()
+                await self._record(record, release_slot=batch.slot if last and body_over else "")
         finally:
-            with self._lock:
-                self._instances[job.id] -= 1
-                if self._instances[job.id] <= 0:
-                    del self._instances[job.id]
+            await self._after_body(batch)
 
-    async def _execute(self, job: Job, claim: Claim) -> RunRecord:
-        task = job.args[0] if job.args else job.id
+    async def _after_body(self, batch: _Batch) -> None:
+        """Give the slot back once the (last) body really ended, even after a timeout."""
+        if batch.future is not None and not batch.future.done():
+            await asyncio.wait([asyncio.wrap_future(batch.future)])
+            with contextlib.suppress(redis.RedisError):  # else it expires once not refreshed
+                await self._ledger.release_slot(batch.job_id, batch.slot)
+        self._batches.pop(batch.slot, None)
+
+    async def _execute(self, job: Job, claim: Claim, batch: _Batch) -> RunRecord:
         started = utcnow()
         began = time.perf_counter()
-        status: Status = "succeeded"
-        reason = error = ""
+        policy = RunPolicy.of(job)
         try:
-            spec = resolve(task, self._registry)
-            enter_run(RunContext(job.id, claim.scheduled_at, claim.epoch, self._runner))
-            if spec.is_async:
-                await spec.func(**job.kwargs)
+            spec = resolve(task_of(job), self._registry)
+        except UnknownTaskError as exc:
+            return self._record_of(claim, started, began, "failed", "unknown_task", str(exc))
+        context = RunContext(job.id, claim.scheduled_at, claim.epoch, self._runner)
+        body = BodyRun(spec.func, dict(job.kwargs), context)
+        batch.body = body
+        batch.future = body.start(self._threads)
+        waiting = asyncio.shield(asyncio.wrap_future(batch.future))
+        try:
+            if policy.timeout is not None:
+                await asyncio.wait_for(waiting, policy.timeout)
             else:
-                context = contextvars.copy_context()
-                assert self._loop is not None
-                await self._loop.run_in_executor(
-                    self._threads, functools.partial(context.run, spec.func, **job.kwargs)
-                )
+                await waiting
+        except TimeoutError:
+            body.cancel()
+            return self._record_of(
+                claim,
+                started,
+                began,
+                "failed",
+                "timeout",
+                f"did not finish within its timeout of {policy.timeout:g}s",
+            )
+        except BodyStopped:
+            reason = batch.stop_reason or "cancelled"
+            return self._record_of(claim, started, began, "failed", reason, f"stopped: {reason}")
         except asyncio.CancelledError:
-            status, reason = "failed", "cancelled"
-            error = "cancelled: the shutdown grace period ran out before the job finished"
-            await self._record(self._finished(claim, started, began, status, reason, error))
-            self._running_fires.discard(claim.fire_id)
+            body.cancel()
+            record = self._record_of(
+                claim,
+                started,
+                began,
+                "failed",
+                "cancelled",
+                "cancelled: the shutdown grace period ran out before the job finished",
+            )
+            await self._record(record)
             raise
         except Exception as exc:
-            status, reason, error = "failed", "exception", f"{type(exc).__name__}: {exc}"
-            logger.exception('Job "%s" raised an exception', job)
-        return self._finished(claim, started, began, status, reason, error)
+            logger.error('Job "%s" raised an exception', job, exc_info=exc)
+            return self._record_of(
+                claim, started, began, "failed", "exception", f"{type(exc).__name__}: {exc}"
+            )
+        return self._record_of(claim, started, began, "succeeded", "", "")
 
-    def _finished(
+    def _record_of(
         self, claim: Claim, started: datetime, began: float, status: Status, reason: str, error: str
     ) -> RunRecord:
         return RunRecord(
@@ -286,15 +421,15 @@ class ClaimingExecutor(BaseExecutor):  # type: ignore[misc]
             status=status,
             runner=self._runner,
             epoch=claim.epoch,
-            started_at=started,
+            started_at=started if status != "skipped" else None,
             finished_at=utcnow(),
             reason=reason,
             error=error,
-            duration_ms=(time.perf_counter() - began) * 1000,
+            duration_ms=(time.perf_counter() - began) * 1000 if status != "skipped" else None,
             manual=claim.manual,
         )
 
-    async def _record(self, record: RunRecord) -> None:
+    async def _record(self, record: RunRecord, release_slot: str = "") -> None:
         # A finished run is recorded even through a Redis outage: retry until it lands. Until
         # then the fire stays in running_fires, so no leader records it as lost meanwhile.
         async for attempt in AsyncRetrying(
@@ -303,8 +438,39 @@ class ClaimingExecutor(BaseExecutor):  # type: ignore[misc]
             reraise=True,
         ):
             with attempt:
-                if await self._ledger.finish(record):
+                if await self._ledger.finish(record, release_slot=release_slot):
                     log_run(record)
+        self._running_fires.discard(record.fire_id)
+
+    # -- keeping slots (called from the contender's loop) ----------------------------------
+
+    def keep_slots(self) -> None:
+        """Refresh the running slots of this executor's bodies; stop the bodies whose slot can
+        no longer be proven held, before it could expire and let another instance start."""
+        batches = list(self._batches.values())
+        if not batches or self._loop is None:
+            return
+        sent = self._loop.time()
+        try:
+            lost = self._claims.refresh_slots(
+                [(b.job_id, b.slot) for b in batches], int(self._slot_window * 1000)
+            )
+        except redis.RedisError:
+            lost = set()
+        else:
+            for batch in batches:
+                if batch.slot not in lost:
+                    batch.valid_until = sent + self._slot_window - self._slot_margin
+        now = self._loop.time()
+        for batch in batches:
+            if (batch.slot in lost or now > batch.valid_until) and not batch.stop_reason:
+                batch.stop_reason = "slot_lost"
+                logger.warning(
+                    "job %s: its running slot can no longer be proven held; stopping its body",
+                    batch.job_id,
+                )
+                if batch.body is not None:
+                    batch.body.cancel()
 
     async def drain(self, grace: float) -> None:
         """Wait for running jobs up to ``grace``, then cancel the rest (recorded as failed)."""
@@ -316,6 +482,10 @@ class ClaimingExecutor(BaseExecutor):  # type: ignore[misc]
             task.cancel()
         if pending:
             await asyncio.wait(pending, timeout=5)
+
+
+def claim_id(job_id: str, scheduled_at: datetime, command_id: str) -> str:
+    return Claim(job_id, scheduled_at, "", 0, scheduled_at, manual=command_id).fire_id
 
 
 def log_run(record: RunRecord) -> None:

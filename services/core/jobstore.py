@@ -6,7 +6,7 @@ import logging
 import pickle
 from collections.abc import Iterable
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 import redis
 import redis.asyncio as aioredis
@@ -19,6 +19,7 @@ from pydantic import BaseModel, Field
 from services.core.connection import text
 from services.core.fencing import LeaderTerm, NotLeaderError
 from services.core.keys import Keys
+from services.core.policy import RunPolicy
 
 logger = logging.getLogger(__name__)
 
@@ -115,10 +116,16 @@ class JobView(BaseModel):  # type: ignore[no-redef]
     max_instances: int
     misfire_grace_time: int | None = Field(description="Seconds; None means no limit.")
     coalesce: bool
+    catch_up: Literal["coalesce", "all", "skip"] = Field(
+        description="Missed fire times: coalesce into one run, run all, or skip all."
+    )
+    overlap: str = Field(description="'skip' (max_instances 1) or 'allow N', cluster-wide.")
+    timeout: float | None = Field(description="Seconds a run may take; None means no limit.")
     kwargs: dict[str, Any]
 
     @classmethod
     def of(cls, job: Job) -> JobView:
+        policy = RunPolicy.of(job)
         return cls(
             id=job.id,
             name=job.name,
@@ -129,6 +136,9 @@ class JobView(BaseModel):  # type: ignore[no-redef]
             max_instances=job.max_instances,
             misfire_grace_time=job.misfire_grace_time,
             coalesce=job.coalesce,
+            catch_up=policy.catch_up,
+            overlap="skip" if job.max_instances == 1 else f"allow {job.max_instances}",
+            timeout=policy.timeout,
             kwargs=dict(job.kwargs),
         )
 

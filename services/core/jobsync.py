@@ -28,7 +28,11 @@ def sync_registered_jobs(
     synced = {text(key): text(value) for key, value in client.hgetall(keys.definitions).items()}
     for spec in registry.specs():
         stored = scheduler.get_job(spec.id)
-        fields: dict[str, Any] = {**spec.options, "args": [spec.id], "kwargs": dict(spec.kwargs)}
+        fields: dict[str, Any] = {
+            **spec.options,
+            "args": [spec.id, spec.policy.as_arg()],
+            "kwargs": dict(spec.kwargs),
+        }
         if stored is None:
             trigger = spec.build_trigger()
             if spec.start_paused:

@@ -82,6 +82,11 @@ class Keys:
         """String: who claimed this job's fire time; set once, with an expiry."""
         return f"{self.prefix}claim:{job_id}:{scheduled_ms}"
 
+    def running(self, job_id: str) -> str:
+        """Sorted set: running slots of a job (member -> expiry, Redis ms); the cluster-wide
+        count that max_instances limits."""
+        return f"{self.prefix}running:{job_id}"
+
     def runs(self, job_id: str) -> str:
         """Stream: the run ledger of one job, capped."""
         return f"{self.prefix}runs:{job_id}"

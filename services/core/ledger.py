@@ -149,17 +149,21 @@ class Claim:
 
 # The first writer of a claimed fire records it; anyone later (a runner finishing after a leader
 # recorded it as lost, or the reverse) adds nothing. Counting it for the metrics is part of the
-# same step. KEYS: inflight, runs stream, counters. ARGV: fire id, max entries, n, then n
-# counter/increment pairs, then the entry's field/value pairs.
+# same step, and so is giving back the run's slot when its body is over.
+# KEYS: inflight, runs stream, counters, running. ARGV: fire id, max entries, slot member to
+# release ('' to keep it), n, n counter/increment pairs, then the entry's field/value pairs.
 _FINISH = """
+if ARGV[3] ~= '' then
+  redis.call('ZREM', KEYS[4], ARGV[3])
+end
 if redis.call('HDEL', KEYS[1], ARGV[1]) == 0 then
   return 0
 end
-local n = tonumber(ARGV[3])
+local n = tonumber(ARGV[4])
 for i = 0, n - 1 do
-  redis.call('HINCRBYFLOAT', KEYS[3], ARGV[4 + 2 * i], ARGV[5 + 2 * i])
+  redis.call('HINCRBYFLOAT', KEYS[3], ARGV[5 + 2 * i], ARGV[6 + 2 * i])
 end
-redis.call('XADD', KEYS[2], 'MAXLEN', '=', ARGV[2], '*', unpack(ARGV, 4 + 2 * n))
+redis.call('XADD', KEYS[2], 'MAXLEN', '=', ARGV[2], '*', unpack(ARGV, 5 + 2 * n))
 return 1
 """
 
@@ -173,18 +177,29 @@ class RunLedger:
         self._max_entries = max_entries
         self._finish = client.register_script(_FINISH)
 
-    async def finish(self, record: RunRecord) -> bool:
-        """Record how a claimed run ended. False if this fire was already recorded."""
+    async def finish(self, record: RunRecord, *, release_slot: str = "") -> bool:
+        """Record how a claimed run ended (and give back ``release_slot``, if given). False if
+        this fire was already recorded."""
         written = await self._finish(
-            keys=[self._keys.inflight, self._keys.runs(record.job_id), self._keys.counters],
+            keys=[
+                self._keys.inflight,
+                self._keys.runs(record.job_id),
+                self._keys.counters,
+                self._keys.running(record.job_id),
+            ],
             args=[
                 record.fire_id,
                 self._max_entries,
+                release_slot,
                 *flat(run_increments(record)),
                 *record.flat_fields(),
             ],
         )
         return bool(written)
+
+    async def release_slot(self, job_id: str, slot: str) -> None:
+        """Give back a running slot whose body ended after its run was recorded (a timeout)."""
+        await self._client.zrem(self._keys.running(job_id), slot)
 
     async def recent(self, job_id: str, limit: int) -> list[RunRecord]:
         """The newest ``limit`` entries of a job, newest first."""

@@ -21,6 +21,8 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
+from services.core.policy import RunPolicy, resolve_catch_up
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 TRIGGERS: dict[str, type[BaseTrigger]] = {
@@ -48,9 +50,13 @@ class JobSpec:
     name: str
     max_instances: int
     misfire_grace_time: int | None
-    coalesce: bool
     kwargs: Mapping[str, Any] = field(default_factory=dict)
     start_paused: bool = False
+    policy: RunPolicy = field(default_factory=RunPolicy)
+
+    @property
+    def coalesce(self) -> bool:
+        return self.policy.coalesce
 
     @property
     def is_async(self) -> bool:
@@ -77,6 +83,7 @@ class JobSpec:
             "trigger_args": {key: repr(value) for key, value in self.trigger_args.items()},
             "kwargs": {key: repr(value) for key, value in self.kwargs.items()},
             **self.options,
+            **self.policy.as_arg(),
         }
         encoded = json.dumps(definition, sort_keys=True).encode()
         return hashlib.sha256(encoded).hexdigest()[:16]
@@ -143,18 +150,30 @@ class Registry:
         kwargs: Mapping[str, Any] | None = None,
         max_instances: int = DEFAULTS["max_instances"],
         misfire_grace_time: int | None = DEFAULTS["misfire_grace_time"],
-        coalesce: bool = DEFAULTS["coalesce"],
+        coalesce: bool | None = None,
+        catch_up: str | None = None,
+        timeout: float | None = None,
         start_paused: bool = False,
         **trigger_args: Any,
     ) -> Callable[[F], F]:
         """Register a function as a job, like APScheduler's ``scheduled_job``.
 
+        ``max_instances``: runs allowed at once across the whole cluster (1: overlap "skip",
+        N: "allow N"). ``catch_up``: fire times missed during downtime are ``coalesce``d into
+        one run (default), ``all`` run, or all ``skip``ped (``coalesce=False`` is ``all``).
+        ``timeout``: seconds after which a run is stopped and recorded as failed.
         ``start_paused=True`` adds the job paused when it is first scheduled; it runs once
         resumed. Later starts keep whatever paused state the job has.
         """
 
         def register(func: F) -> F:
             job_id = id or func.__name__
+            try:
+                policy = RunPolicy(resolve_catch_up(job_id, catch_up, coalesce), timeout)
+            except ValueError as exc:
+                raise JobDefinitionError(str(exc)) from None
+            if timeout is not None and timeout <= 0:
+                raise JobDefinitionError(f"job {job_id!r}: timeout must be > 0 seconds")
             spec = JobSpec(
                 id=job_id,
                 func=func,
@@ -163,9 +182,9 @@ class Registry:
                 name=name or job_id,
                 max_instances=max_instances,
                 misfire_grace_time=misfire_grace_time,
-                coalesce=coalesce,
                 kwargs=dict(kwargs or {}),
                 start_paused=start_paused,
+                policy=policy,
             )
             self.add(spec)
             return func

@@ -25,6 +25,8 @@ from pydantic import (
     model_validator,
 )
 
+from services.core.policy import RunPolicy, resolve_catch_up
+
 JOB_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$"
 MAX_KWARGS_BYTES = 16 * 1024
 _JOB_ID = re.compile(JOB_ID_PATTERN)
@@ -172,13 +174,36 @@ class JobOptions(_Strict):
     misfire_grace_time: int | None = Field(
         None, ge=1, le=31_536_000, description="Seconds; send null to remove the limit."
     )
-    coalesce: bool | None = None
+    coalesce: bool | None = Field(
+        None, description="APScheduler's spelling of catch_up: true = coalesce, false = all."
+    )
+    catch_up: Literal["coalesce", "all", "skip"] | None = Field(
+        None,
+        description="Fire times missed during downtime: coalesce into one run, run all, "
+        "or skip all (each is recorded in the ledger).",
+    )
+    timeout: float | None = Field(
+        None, gt=0, le=604_800, description="Seconds a run may take; send null for no limit."
+    )
+
+    @model_validator(mode="after")
+    def _consistent_catch_up(self) -> JobOptions:
+        resolve_catch_up("this job", self.catch_up, self.coalesce)
+        return self
+
+    def policy(self, current: RunPolicy, job_id: str) -> RunPolicy:
+        """The run policy after this change (catch_up, coalesce and timeout as set)."""
+        catch_up = current.catch_up
+        if self.catch_up is not None or self.coalesce is not None:
+            catch_up = resolve_catch_up(job_id, self.catch_up, self.coalesce)
+        timeout = self.timeout if "timeout" in self.model_fields_set else current.timeout
+        return RunPolicy(catch_up, timeout)
 
     def option_changes(self) -> dict[str, Any]:
         """The options the request set (``misfire_grace_time: null`` means no limit)."""
         changes = {
             name: getattr(self, name)
-            for name in ("name", "max_instances", "coalesce")
+            for name in ("name", "max_instances")
             if getattr(self, name) is not None
         }
         if "misfire_grace_time" in self.model_fields_set:

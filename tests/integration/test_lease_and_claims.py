@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 import redis
@@ -18,11 +20,12 @@ from services.core.fencing import LeaderTerm, NotLeaderError
 from services.core.jobstore import FencedRedisJobStore
 from services.core.keys import Keys
 from services.core.lease import Lease, read_leader
-from services.core.ledger import Claim, RunLedger, RunRecord
+from services.core.ledger import Claim, RunLedger, RunRecord, fire_ms
 from tests.support.redis_server import RedisServer
 
 FIRE = datetime(2030, 1, 1, 12, 0, 0, tzinfo=UTC)
 TTL_MS = 2000
+NO_SLOT: dict[str, Any] = {"max_instances": 0, "slot": "", "slot_window_ms": 0}
 
 
 @pytest.fixture
@@ -42,7 +45,7 @@ def claimed_fire(
     """Claim FIRE for ``runner`` in epoch 1; the ledger that records it."""
     client.set(keys.epoch, 1)
     claims = FireClaims(redis.Redis(connection_pool=client.connection_pool), keys, 100)
-    assert claims.claim(claim(1, runner=runner), TTL_MS) is ClaimResult.GRANTED
+    assert claims.claim(claim(1, runner=runner), TTL_MS, **NO_SLOT) is ClaimResult.GRANTED
     return RunLedger(aclient, keys, max_entries=100)
 
 
@@ -82,14 +85,14 @@ def test_claims_refuse_a_stale_epoch_and_a_second_claim_of_the_same_fire(
     client.set(keys.epoch, 2)
     claims = FireClaims(redis.Redis(connection_pool=client.connection_pool), keys, 100)
 
-    assert claims.claim(claim(epoch=1), TTL_MS) is ClaimResult.STALE_EPOCH
+    assert claims.claim(claim(epoch=1), TTL_MS, **NO_SLOT) is ClaimResult.STALE_EPOCH
     assert not client.exists(keys.claim("job", int(FIRE.timestamp() * 1000))), (
         "a stale epoch's claim must not take the fire time"
     )
-    assert claims.claim(claim(epoch=2), TTL_MS) is ClaimResult.GRANTED
-    assert claims.claim(claim(epoch=2, runner="b:2"), TTL_MS) is ClaimResult.TAKEN
+    assert claims.claim(claim(epoch=2), TTL_MS, **NO_SLOT) is ClaimResult.GRANTED
+    assert claims.claim(claim(epoch=2, runner="b:2"), TTL_MS, **NO_SLOT) is ClaimResult.TAKEN
     later = FIRE + timedelta(seconds=1)
-    assert claims.claim(claim(epoch=2, at=later), TTL_MS) is ClaimResult.GRANTED
+    assert claims.claim(claim(epoch=2, at=later), TTL_MS, **NO_SLOT) is ClaimResult.GRANTED
 
     counters = client.hgetall(keys.counters)
     assert counters == {"claims_refused_stale_epoch": "1", "claims_refused_taken": "1"}
@@ -174,3 +177,36 @@ def test_job_store_writes_with_a_stale_epoch_are_refused(
     assert current.lookup_job("job").next_run_time == FIRE, "refused writes must not land"
     current.update_job(job)
     assert current.lookup_job("job").next_run_time == FIRE + timedelta(seconds=1)
+
+
+async def test_max_instances_is_counted_across_the_cluster(
+    aclient: aioredis.Redis, client: redis.Redis, prefix: str
+) -> None:
+    keys = Keys(prefix)
+    client.set(keys.epoch, 1)
+    claims = FireClaims(redis.Redis(connection_pool=client.connection_pool), keys, 100)
+    ledger = RunLedger(aclient, keys, max_entries=100)
+    one = {"max_instances": 1, "slot_window_ms": 60_000}
+    first, second, third = (claim(1, at=FIRE + timedelta(seconds=n)) for n in range(3))
+
+    assert claims.claim(first, TTL_MS, slot="a:1#x", **one) is ClaimResult.GRANTED
+    assert claims.claim(second, TTL_MS, slot="b:2#y", **one) is ClaimResult.FULL, (
+        "a second runner may not start while the first run holds the only slot"
+    )
+    assert not client.exists(keys.claim("job", fire_ms(second.scheduled_at))), (
+        "a refused fire is not claimed, so it can be recorded as skipped"
+    )
+    record = RunRecord("job", first.scheduled_at, "succeeded", "a:1", 1)
+    assert await ledger.finish(record, release_slot="a:1#x")
+    assert claims.claim(third, TTL_MS, slot="b:2#z", **one) is ClaimResult.GRANTED
+
+    assert claims.refresh_slots([("job", "b:2#z"), ("job", "gone#0")], 60_000) == {"gone#0"}
+    expiring = claim(1, at=FIRE + timedelta(seconds=9))
+    client.delete(keys.running("job"))
+    assert (
+        claims.claim(expiring, TTL_MS, slot="c:3#w", max_instances=1, slot_window_ms=50)
+        is ClaimResult.GRANTED
+    )
+    later = claim(1, at=FIRE + timedelta(seconds=10))
+    await asyncio.sleep(0.1)  # not refreshed: the slot expires, its runner presumed gone
+    assert claims.claim(later, TTL_MS, slot="d:4#v", **one) is ClaimResult.GRANTED

@@ -16,7 +16,7 @@ from tests.support.ledger_checks import duplicates, gaps, read_evidence
 from tests.support.redis_server import RedisServer
 
 
-async def test_failures_overlaps_misses_and_sync_jobs_are_all_recorded(
+async def test_failures_overlaps_blocking_timeouts_and_sync_jobs_are_all_recorded(
     redis_server: RedisServer,
     client: redis.Redis,
     prefix: str,
@@ -48,9 +48,15 @@ async def test_failures_overlaps_misses_and_sync_jobs_are_all_recorded(
     @jobs.job("interval", seconds=1, id="victim", coalesce=False, misfire_grace_time=1)
     async def victim() -> None: ...
 
-    # A 5 s ttl: the 2.5 s block stays inside the fence margin (a longer block would, rightly,
-    # make the leader fence itself, since it could not prove renewal meanwhile).
-    settings = make_settings(redis_server, jobs_modules=[], lease_ttl_seconds=5.0)
+    @jobs.job("interval", seconds=1, id="hang", timeout=0.5)
+    async def hang() -> None:
+        await asyncio.sleep(60)
+
+    @jobs.job("interval", seconds=2, id="hang_sync", timeout=0.5)
+    def hang_sync() -> None:
+        time.sleep(1.2)  # cannot be interrupted: recorded at its timeout, slot held until done
+
+    settings = make_settings(redis_server, jobs_modules=[])
     contender = Contender(settings, jobs, mode="scheduler")
     running = asyncio.create_task(contender.run())
     await asyncio.sleep(7)
@@ -83,4 +89,20 @@ async def test_failures_overlaps_misses_and_sync_jobs_are_all_recorded(
     )
 
     victim_outcomes = outcomes("victim")
-    assert any(key.startswith("missed:missed by") for key in victim_outcomes), victim_outcomes
+    assert set(victim_outcomes) == {"succeeded"}, (
+        f"a job blocking its own event loop must not delay other jobs: {victim_outcomes}"
+    )
+    blocked = [
+        e
+        for e in read_evidence(client, prefix, "blocker").ledger
+        if e.duration_ms and e.duration_ms > 2000
+    ]
+    assert len(blocked) == 1 and blocked[0].status == "succeeded"
+
+    for job_id in ("hang", "hang_sync"):
+        hung = read_evidence(client, prefix, job_id).ledger
+        assert hung and {(e.status, e.reason) for e in hung} <= {
+            ("failed", "timeout"),
+            ("skipped", "max_instances (1) reached"),
+        }, hung
+        assert any(e.reason == "timeout" for e in hung)
