@@ -246,7 +246,7 @@ class Contender:
             claim_ttl_seconds=self.settings.claim_ttl_seconds,
             max_entries=self.settings.ledger_max_entries,
             slot_window_seconds=self.settings.member_window_seconds,
-            slot_margin_seconds=self.settings.fence_margin,
+            slot_margin_seconds=self.settings.lease_ttl_seconds,
             threads=self._threads,
             on_stale_epoch=self._fence,
         )

@@ -97,6 +97,9 @@ class BodyRun:
                 return runner.run(body())
             except asyncio.CancelledError:
                 raise BodyStopped from None
+            finally:
+                with self._lock:  # the loop closes with the runner: nothing left to cancel
+                    self._loop = self._task = None
 
 
 @dataclass
@@ -110,6 +113,8 @@ class _Batch:
     body: BodyRun | None = None
     future: concurrent.futures.Future[Any] | None = None
     stop_reason: str = ""
+    deadline: asyncio.TimerHandle | None = None
+    finishing: bool = False  # its slot is being given back: nothing to keep or stop
 
 
 class ClaimingExecutor(BaseExecutor):  # type: ignore[misc]
@@ -309,6 +314,7 @@ class ClaimingExecutor(BaseExecutor):  # type: ignore[misc]
                 job.id, slot, claimed, valid_until=sent + self._slot_window - self._slot_margin
             )
             self._batches[slot] = batch
+            self._arm_slot_deadline(batch)
             task = self._loop.create_task(self._run_batch(job, batch))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
@@ -350,6 +356,7 @@ class ClaimingExecutor(BaseExecutor):  # type: ignore[misc]
                 record = await self._execute(job, claim, batch)
                 last = index == len(batch.claims) - 1
                 body_over = batch.future is None or batch.future.done()
+                batch.finishing = last and body_over
                 await self._record(record, release_slot=batch.slot if last and body_over else "")
         finally:
             await self._after_body(batch)
@@ -360,6 +367,8 @@ class ClaimingExecutor(BaseExecutor):  # type: ignore[misc]
             await asyncio.wait([asyncio.wrap_future(batch.future)])
             with contextlib.suppress(redis.RedisError):  # else it expires once not refreshed
                 await self._ledger.release_slot(batch.job_id, batch.slot)
+        if batch.deadline is not None:
+            batch.deadline.cancel()
         self._batches.pop(batch.slot, None)
 
     async def _execute(self, job: Job, claim: Claim, batch: _Batch) -> RunRecord:
@@ -445,9 +454,12 @@ class ClaimingExecutor(BaseExecutor):  # type: ignore[misc]
     # -- keeping slots (called from the contender's loop) ----------------------------------
 
     def keep_slots(self) -> None:
-        """Refresh the running slots of this executor's bodies; stop the bodies whose slot can
-        no longer be proven held, before it could expire and let another instance start."""
-        batches = list(self._batches.values())
+        """Refresh the running slots of this executor's bodies (called every contender pass).
+
+        A body whose slot can no longer be proven held is stopped by its deadline timer,
+        before the slot could expire in Redis and let another instance start.
+        """
+        batches = [batch for batch in self._batches.values() if not batch.finishing]
         if not batches or self._loop is None:
             return
         sent = self._loop.time()
@@ -456,21 +468,30 @@ class ClaimingExecutor(BaseExecutor):  # type: ignore[misc]
                 [(b.job_id, b.slot) for b in batches], int(self._slot_window * 1000)
             )
         except redis.RedisError:
-            lost = set()
-        else:
-            for batch in batches:
-                if batch.slot not in lost:
-                    batch.valid_until = sent + self._slot_window - self._slot_margin
-        now = self._loop.time()
+            return
         for batch in batches:
-            if (batch.slot in lost or now > batch.valid_until) and not batch.stop_reason:
-                batch.stop_reason = "slot_lost"
-                logger.warning(
-                    "job %s: its running slot can no longer be proven held; stopping its body",
-                    batch.job_id,
-                )
-                if batch.body is not None:
-                    batch.body.cancel()
+            if batch.slot in lost:
+                self._stop_body(batch)
+            else:
+                batch.valid_until = sent + self._slot_window - self._slot_margin
+                self._arm_slot_deadline(batch)
+
+    def _arm_slot_deadline(self, batch: _Batch) -> None:
+        assert self._loop is not None
+        if batch.deadline is not None:
+            batch.deadline.cancel()
+        batch.deadline = self._loop.call_at(batch.valid_until, self._stop_body, batch)
+
+    def _stop_body(self, batch: _Batch) -> None:
+        if batch.stop_reason or batch.finishing or batch.slot not in self._batches:
+            return
+        batch.stop_reason = "slot_lost"
+        logger.warning(
+            "job %s: its running slot can no longer be proven held; stopping its body",
+            batch.job_id,
+        )
+        if batch.body is not None:
+            batch.body.cancel()
 
     async def drain(self, grace: float) -> None:
         """Wait for running jobs up to ``grace``, then cancel the rest (recorded as failed)."""

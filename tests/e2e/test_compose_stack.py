@@ -145,6 +145,7 @@ def test_a_redis_restart_keeps_schedules_and_paused_state_and_everything_recover
     assert_heartbeat_once(stack, min_runs=15)
 
 
+@pytest.mark.chaos
 def test_requests_keep_succeeding_while_an_api_replica_is_killed(stack: Stack) -> None:
     statuses: list[int | str] = []
     stop = threading.Event()

@@ -1,0 +1,45 @@
+"""What the chaos tests share: who leads, and waiting for a new leader to fire."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+import redis
+
+from services.core.keys import Keys
+from tests.support.ledger_checks import read_evidence
+
+
+def leader_id(client: redis.Redis, prefix: str) -> str | None:
+    token = client.get(Keys(prefix).lease)
+    return str(token).split("#")[0] if token else None
+
+
+def pid_of(runner: str) -> int:
+    return int(runner.rsplit(":", 1)[1])
+
+
+def probe_runs(client: redis.Redis, prefix: str) -> int:
+    return len(read_evidence(client, prefix).succeeded_times)
+
+
+def runs_at_least(client: redis.Redis, prefix: str, count: int) -> Callable[[], bool]:
+    """A condition: the probe has run at least ``count`` times."""
+    return lambda: probe_runs(client, prefix) >= count
+
+
+def fired_since(client: redis.Redis, prefix: str, moment: float, not_by: str) -> float | None:
+    """Start time of the first probe run after ``moment`` by someone other than ``not_by``."""
+    starts = [
+        e.started_at.timestamp()
+        for e in read_evidence(client, prefix).ledger
+        if e.started_at and e.started_at.timestamp() >= moment and e.runner != not_by
+    ]
+    return min(starts) if starts else None
+
+
+def member_roles(client: redis.Redis, prefix: str) -> dict[str, str]:
+    """Each contender's last announced role."""
+    infos = client.hgetall(Keys(prefix).member_info)
+    return {str(member): json.loads(info)["role"] for member, info in infos.items()}
