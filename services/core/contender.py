@@ -20,6 +20,7 @@ from services.core.claims import FireClaims
 from services.core.commands import CommandConsumer
 from services.core.connection import async_redis, runner_id, sync_redis
 from services.core.control import Control
+from services.core.cycle import FireCycle
 from services.core.executor import ClaimingExecutor
 from services.core.fencing import LeaderTerm, NotLeaderError
 from services.core.jobstore import FencedRedisJobStore
@@ -67,9 +68,7 @@ class Contender:
         self._membership = Membership(
             self._redis, self.keys, self.id, mode, int(settings.member_window_seconds * 1000)
         )
-        self._threads = ThreadPoolExecutor(
-            settings.sync_job_threads, thread_name_prefix="tickonce-job"
-        )
+        self._threads = ThreadPoolExecutor(settings.job_threads, thread_name_prefix="tickonce-job")
         self._term: LeaderTerm | None = None
         self._leader: _LeaderRun | None = None
         self._retired: list[ClaimingExecutor] = []
@@ -237,8 +236,12 @@ class Contender:
 
     def _start_scheduler(self, term: LeaderTerm) -> _LeaderRun:
         client = sync_redis(self.settings)
+        cycle = FireCycle(
+            client, self.keys, term, self.settings.ledger_max_entries, on_stale_epoch=self._fence
+        )
         executor = ClaimingExecutor(
             term=term,
+            cycle=cycle,
             claims=FireClaims(client, self.keys, self.settings.ledger_max_entries),
             ledger=self._ledger,
             registry=self._registry,
@@ -253,7 +256,7 @@ class Contender:
         scheduler = LeaderScheduler(
             on_not_leader=self._fence,
             retry_seconds=self.settings.standby_retry_interval,
-            jobstores={"default": FencedRedisJobStore(client, self.keys, term)},
+            jobstores={"default": FencedRedisJobStore(client, self.keys, term, cycle)},
             executors={"default": executor},
             job_defaults=DEFAULTS,
         )

@@ -30,11 +30,12 @@ from typing import Any
 
 import redis
 from apscheduler.events import EVENT_JOB_MISSED, JobExecutionEvent
-from apscheduler.executors.base import BaseExecutor, MaxInstancesReachedError
+from apscheduler.executors.base import BaseExecutor
 from apscheduler.job import Job
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
 
 from services.core.claims import ClaimResult, FireClaims
+from services.core.cycle import FireCycle, FirePlan
 from services.core.execution import UnknownTaskError, resolve
 from services.core.fencing import LeaderTerm, NotLeaderError
 from services.core.jobstore import task_of
@@ -68,6 +69,7 @@ class BodyRun:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[Any] | None = None
         self._cancelled = False
+        self.started_at: datetime | None = None  # when the body really began, on its thread
 
     def start(self, pool: ThreadPoolExecutor) -> concurrent.futures.Future[Any]:
         context = contextvars.copy_context()
@@ -81,6 +83,7 @@ class BodyRun:
                 self._loop.call_soon_threadsafe(self._task.cancel)
 
     def _run(self) -> Any:
+        self.started_at = utcnow()
         if not inspect.iscoroutinefunction(self._func):
             return self._func(**self._kwargs)
         with asyncio.Runner() as runner:
@@ -127,6 +130,7 @@ class ClaimingExecutor(BaseExecutor):  # type: ignore[misc]
         self,
         *,
         term: LeaderTerm,
+        cycle: FireCycle,
         claims: FireClaims,
         ledger: RunLedger,
         registry: Registry,
@@ -140,6 +144,7 @@ class ClaimingExecutor(BaseExecutor):  # type: ignore[misc]
     ) -> None:
         super().__init__()
         self._term = term
+        self._cycle = cycle
         self._claims = claims
         self._ledger = ledger
         self._registry = registry
@@ -182,6 +187,8 @@ class ClaimingExecutor(BaseExecutor):  # type: ignore[misc]
     # -- firing (on the scheduler's loop, synchronously) -----------------------------------
 
     def submit_job(self, job: Job, run_times: list[datetime]) -> None:
+        """Plan this wakeup's fires of ``job``; they are claimed (atomically with the job's
+        next run time) when the wakeup ends, and the granted ones start then."""
         epoch = self._term.current_epoch()
         if epoch is None or not self._accepting:
             # Not provably the leader: fire nothing. The fenced job store refuses the update
@@ -189,22 +196,20 @@ class ClaimingExecutor(BaseExecutor):  # type: ignore[misc]
             return
         now = utcnow()
         policy = RunPolicy.of(job)
-        ttl_ms = self._claim_ttl_ms(job)
         unrun: list[tuple[Claim, RunRecord]] = []
 
-        def not_run(at: datetime, status: Status, reason: str) -> None:
+        def not_run(at: datetime, status: Status, reason: str) -> tuple[Claim, RunRecord]:
             claim = Claim(job.id, at, self._runner, epoch, now)
             record = RunRecord(
                 job.id, at, status, self._runner, epoch, finished_at=now, reason=reason
             )
-            unrun.append((claim, record))
+            return claim, record
 
         skip_reason = "catch_up=skip" if policy.catch_up == "skip" else "coalesced"
         if job.coalesce and job.next_run_time and job.next_run_time < run_times[-1]:
             # APScheduler drops these silently; the ledger keeps one entry per fire time.
             earlier = job._get_run_times(run_times[-1])[:-1]
-            for at in earlier[-self._max_entries :]:
-                not_run(at, "skipped", skip_reason)
+            unrun += [not_run(at, "skipped", skip_reason) for at in earlier[-self._max_entries :]]
 
         due = []
         for at in run_times:
@@ -216,20 +221,41 @@ class ClaimingExecutor(BaseExecutor):  # type: ignore[misc]
                 self._scheduler._dispatch_event(
                     JobExecutionEvent(EVENT_JOB_MISSED, job.id, job._jobstore_alias, at)
                 )
-                not_run(at, "missed", f"missed by {late.total_seconds():.3f}s")
+                unrun.append(not_run(at, "missed", f"missed by {late.total_seconds():.3f}s"))
             elif policy.catch_up == "skip" and late > CATCH_UP_AFTER:
-                not_run(at, "skipped", "catch_up=skip")
+                unrun.append(not_run(at, "skipped", "catch_up=skip"))
             else:
                 due.append(at)
 
-        full = []
-        if due:
-            full = self._claim_and_spawn(job, due, epoch, now, ttl_ms, manual="")
-            for at in full:
-                not_run(at, "skipped", f"max_instances ({job.max_instances}) reached")
-        self._record_unrun(job, unrun, ttl_ms)
-        if full:
-            raise MaxInstancesReachedError(job)  # APScheduler logs and emits its usual event
+        full = f"max_instances ({job.max_instances}) reached"
+        runs = [not_run(at, "skipped", full) for at in due]
+        slot = new_slot(self._runner)
+
+        def started(verdicts: list[ClaimResult], sent: float) -> None:
+            granted = []
+            for (claim, skipped), verdict in zip(runs, verdicts, strict=True):
+                if verdict is ClaimResult.GRANTED:
+                    granted.append(claim)
+                    self._running_fires.add(claim.fire_id)
+                elif verdict is ClaimResult.FULL:
+                    log_run(skipped)
+            if granted:
+                self._start(job, granted, slot, sent)
+
+        self._cycle.plan(
+            FirePlan(
+                job_id=job.id,
+                epoch=epoch,
+                runs=runs,
+                unrun=unrun,
+                limit=job.max_instances,
+                slot=slot,
+                slot_window_ms=int(self._slot_window * 1000),
+                claim_ttl_ms=self._claim_ttl_ms(job),
+                on_done=started,
+                unrun_logged=log_run,
+            )
+        )
 
     def run_manual(self, job: Job, command_id: str, requested_at: datetime) -> str:
         """Run ``job`` once now for a run-now command, through the same claim and ledger.
@@ -237,29 +263,46 @@ class ClaimingExecutor(BaseExecutor):  # type: ignore[misc]
         Claimed by the command's id, so applying the command again never runs it twice.
         Returns what happened, for the command's answer.
         """
+        assert self._loop is not None
         epoch = self._term.require()
+        now = utcnow()
+        claim = Claim(job.id, requested_at, self._runner, epoch, now, manual=command_id)
         ttl_ms = self._claim_ttl_ms(job)
-        full = self._claim_and_spawn(
-            job, [requested_at], epoch, utcnow(), ttl_ms, manual=command_id
+        slot = new_slot(self._runner)
+        sent = self._loop.time()
+        result = self._claims.claim(
+            claim,
+            ttl_ms,
+            max_instances=job.max_instances,
+            slot=slot,
+            slot_window_ms=int(self._slot_window * 1000),
         )
-        if full:
+        if result is ClaimResult.STALE_EPOCH:
+            self._on_stale_epoch(f"claim refused: epoch {epoch} is no longer current")
+            raise NotLeaderError(f"epoch {epoch} is no longer current")
+        if result is ClaimResult.TAKEN:
+            return "already started by an earlier attempt of this command"
+        if result is ClaimResult.FULL:
             reason = f"max_instances ({job.max_instances}) reached"
-            claim = Claim(job.id, requested_at, self._runner, epoch, utcnow(), manual=command_id)
             record = RunRecord(
                 job.id,
                 requested_at,
                 "skipped",
                 self._runner,
                 epoch,
-                finished_at=utcnow(),
+                finished_at=now,
                 reason=reason,
                 manual=command_id,
             )
-            self._record_unrun(job, [(claim, record)], ttl_ms)
+            for recorded, outcome in zip(
+                [record], self._claims.record_unrun([(claim, record)], ttl_ms), strict=True
+            ):
+                if outcome is ClaimResult.GRANTED:
+                    log_run(recorded)
             return f"skipped: {reason}"
-        if claim_id(job.id, requested_at, command_id) in self._running_fires:
-            return "started"
-        return "already started by an earlier attempt of this command"
+        self._running_fires.add(claim.fire_id)
+        self._start(job, [claim], slot, sent)
+        return "started"
 
     def _claim_ttl_ms(self, job: Job) -> int:
         if job.misfire_grace_time is None:
@@ -268,73 +311,17 @@ class ClaimingExecutor(BaseExecutor):  # type: ignore[misc]
             ttl = max(self._claim_ttl, 2 * timedelta(seconds=job.misfire_grace_time))
         return int(ttl.total_seconds() * 1000)
 
-    def _claim_and_spawn(
-        self, job: Job, due: list[datetime], epoch: int, now: datetime, ttl_ms: int, manual: str
-    ) -> list[datetime]:
-        """Claim the due times as one batch under one running slot and start it. Returns the
-        times refused because max_instances runs are going on across the cluster."""
+    def _start(self, job: Job, claims: list[Claim], slot: str, sent: float) -> None:
+        """Run claimed fires one after another under their running slot."""
         assert self._loop is not None
-        slot = f"{self._runner}#{uuid.uuid4().hex[:12]}"
-        window_ms = int(self._slot_window * 1000)
-        claimed: list[Claim] = []
-        sent = self._loop.time()
-        for index, at in enumerate(due):
-            claim = Claim(job.id, at, self._runner, epoch, now, manual=manual)
-            try:
-                result = self._claims.claim(
-                    claim,
-                    ttl_ms,
-                    max_instances=0 if claimed else job.max_instances,
-                    slot=slot,
-                    slot_window_ms=window_ms,
-                )
-            except redis.RedisError as exc:
-                logger.warning(
-                    "claim for job %s at %s got no answer (%s); will retry",
-                    job.id,
-                    at.isoformat(),
-                    exc,
-                )
-                self._term.mark_uncertain(job.id)
-                break
-            if result is ClaimResult.GRANTED:
-                claimed.append(claim)
-                self._running_fires.add(claim.fire_id)
-            elif result is ClaimResult.FULL:
-                return due[index:]
-            elif result is ClaimResult.STALE_EPOCH:
-                self._on_stale_epoch(f"claim refused: epoch {epoch} is no longer current")
-                if manual:
-                    raise NotLeaderError(f"epoch {epoch} is no longer current")
-                break
-            else:
-                logger.debug("job %s at %s already claimed elsewhere", job.id, at.isoformat())
-        if claimed:
-            batch = _Batch(
-                job.id, slot, claimed, valid_until=sent + self._slot_window - self._slot_margin
-            )
-            self._batches[slot] = batch
-            self._arm_slot_deadline(batch)
-            task = self._loop.create_task(self._run_batch(job, batch))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-        return []
-
-    def _record_unrun(self, job: Job, unrun: list[tuple[Claim, RunRecord]], ttl_ms: int) -> None:
-        try:
-            results = self._claims.record_unrun(unrun, ttl_ms)
-        except redis.RedisError as exc:
-            logger.warning(
-                "could not record %d unrun fire(s) of job %s: %s", len(unrun), job.id, exc
-            )
-            self._term.mark_uncertain(job.id)
-            return
-        for (_, record), result in zip(unrun, results, strict=True):
-            if result is ClaimResult.GRANTED:
-                log_run(record)
-            elif result is ClaimResult.STALE_EPOCH:
-                self._on_stale_epoch("claim refused: epoch is no longer current")
-                return
+        batch = _Batch(
+            job.id, slot, claims, valid_until=sent + self._slot_window - self._slot_margin
+        )
+        self._batches[slot] = batch
+        self._arm_slot_deadline(batch)
+        task = self._loop.create_task(self._run_batch(job, batch))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     # -- running (tasks on the scheduler's loop; bodies on threads) ------------------------
 
@@ -393,7 +380,7 @@ class ClaimingExecutor(BaseExecutor):  # type: ignore[misc]
             body.cancel()
             return self._record_of(
                 claim,
-                started,
+                body.started_at or started,
                 began,
                 "failed",
                 "timeout",
@@ -401,12 +388,14 @@ class ClaimingExecutor(BaseExecutor):  # type: ignore[misc]
             )
         except BodyStopped:
             reason = batch.stop_reason or "cancelled"
-            return self._record_of(claim, started, began, "failed", reason, f"stopped: {reason}")
+            return self._record_of(
+                claim, body.started_at or started, began, "failed", reason, f"stopped: {reason}"
+            )
         except asyncio.CancelledError:
             body.cancel()
             record = self._record_of(
                 claim,
-                started,
+                body.started_at or started,
                 began,
                 "failed",
                 "cancelled",
@@ -417,9 +406,14 @@ class ClaimingExecutor(BaseExecutor):  # type: ignore[misc]
         except Exception as exc:
             logger.error('Job "%s" raised an exception', job, exc_info=exc)
             return self._record_of(
-                claim, started, began, "failed", "exception", f"{type(exc).__name__}: {exc}"
+                claim,
+                body.started_at or started,
+                began,
+                "failed",
+                "exception",
+                f"{type(exc).__name__}: {exc}",
             )
-        return self._record_of(claim, started, began, "succeeded", "", "")
+        return self._record_of(claim, body.started_at or started, began, "succeeded", "", "")
 
     def _record_of(
         self, claim: Claim, started: datetime, began: float, status: Status, reason: str, error: str
@@ -505,8 +499,9 @@ class ClaimingExecutor(BaseExecutor):  # type: ignore[misc]
             await asyncio.wait(pending, timeout=5)
 
 
-def claim_id(job_id: str, scheduled_at: datetime, command_id: str) -> str:
-    return Claim(job_id, scheduled_at, "", 0, scheduled_at, manual=command_id).fire_id
+def new_slot(runner: str) -> str:
+    """A running slot's member: its runner, so a reader can tell whose it is."""
+    return f"{runner}#{uuid.uuid4().hex[:12]}"
 
 
 def log_run(record: RunRecord) -> None:

@@ -9,10 +9,6 @@ class NotLeaderError(Exception):
     """This process cannot prove it still leads; it must not fire or write the job store."""
 
 
-class FireUncertainError(Exception):
-    """A claim's outcome is unknown (Redis did not answer); the job must stay due for now."""
-
-
 class LeaderTerm:
     """Valid from acquisition until ``valid_until`` on a local monotonic clock, or ``end()``.
 
@@ -25,7 +21,6 @@ class LeaderTerm:
         self.valid_until = valid_until
         self._clock = clock
         self._ended = False
-        self._uncertain: set[str] = set()
 
     @property
     def active(self) -> bool:
@@ -42,19 +37,11 @@ class LeaderTerm:
         """The epoch while the term is active, else None."""
         return self.epoch if self.active else None
 
-    def mark_uncertain(self, job_id: str) -> None:
-        """A claim for this job got no answer: refuse the store update that would skip it."""
-        self._uncertain.add(job_id)
-
-    def require(self, job_id: str | None = None) -> int:
-        """The epoch for a job store write, or an exception that aborts the write.
+    def require(self) -> int:
+        """The epoch for a job store write or a claim.
 
         :raises NotLeaderError: the term is over.
-        :raises FireUncertainError: a claim for ``job_id`` got no answer in this cycle.
         """
         if not self.active:
             raise NotLeaderError(f"leadership term of epoch {self.epoch} is over")
-        if job_id is not None and job_id in self._uncertain:
-            self._uncertain.discard(job_id)
-            raise FireUncertainError(f"claim for job {job_id!r} got no answer; retrying")
         return self.epoch

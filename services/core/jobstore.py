@@ -17,6 +17,7 @@ from apscheduler.util import datetime_to_utc_timestamp
 from pydantic import BaseModel, Field
 
 from services.core.connection import text
+from services.core.cycle import FireCycle, FirePlan
 from services.core.fencing import LeaderTerm, NotLeaderError
 from services.core.keys import Keys
 from services.core.policy import RunPolicy
@@ -46,18 +47,53 @@ return 1
 """
 
 
-class FencedRedisJobStore(RedisJobStore):  # type: ignore[misc]
-    """RedisJobStore whose writes are checked against the leader term, locally and in Redis."""
+# Due jobs in one round trip. KEYS: run_times, jobs. ARGV: now (timestamp).
+_DUE = """
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], 0, ARGV[1])
+if #ids == 0 then return {} end
+return {ids, redis.call('HMGET', KEYS[2], unpack(ids))}
+"""
 
-    def __init__(self, client: redis.Redis, keys: Keys, term: LeaderTerm) -> None:
+
+class FencedRedisJobStore(RedisJobStore):  # type: ignore[misc]
+    """RedisJobStore whose writes are checked against the leader term, locally and in Redis.
+
+    While the scheduler fires, a due job's new state joins the job's fire plan (see cycle.py),
+    written atomically with its claims when the wakeup ends.
+    """
+
+    def __init__(
+        self, client: redis.Redis, keys: Keys, term: LeaderTerm, cycle: FireCycle | None = None
+    ) -> None:
         super().__init__(jobs_key=keys.jobs, run_times_key=keys.run_times)
         self.redis = client
         self._keys = keys
         self._term = term
+        self._cycle = cycle
         self._write = client.register_script(_FENCED_WRITE)
+        self._due = client.register_script(_DUE)
+
+    def get_due_jobs(self, now: datetime) -> list[Job]:
+        found = self._due(
+            keys=[self.run_times_key, self.jobs_key], args=[repr(datetime_to_utc_timestamp(now))]
+        )
+        if not found:
+            return []
+        ids, states = found
+        jobs: list[Job] = self._reconstitute_jobs(zip(ids, states, strict=True))
+        return jobs
+
+    def get_next_run_time(self) -> datetime | None:
+        if self._cycle is not None and self._cycle.pending:
+            return self._cycle.flush(self.run_times_key)
+        next_run: datetime | None = super().get_next_run_time()
+        return next_run
+
+    def _plan(self, job_id: str) -> FirePlan | None:
+        return self._cycle.planned(job_id) if self._cycle is not None else None
 
     def _fenced(self, op: str, job_id: str, job: Job | None = None) -> None:
-        epoch = self._term.require(job_id if op == "update" else None)
+        epoch = self._term.require()
         state = b""
         next_run = ""
         if job is not None:
@@ -82,9 +118,19 @@ class FencedRedisJobStore(RedisJobStore):  # type: ignore[misc]
         self._fenced("add", job.id, job)
 
     def update_job(self, job: Job) -> None:
+        if (plan := self._plan(job.id)) is not None:
+            plan.op = "update"
+            plan.state = pickle.dumps(job.__getstate__(), self.pickle_protocol)
+            plan.next_run = (
+                datetime_to_utc_timestamp(job.next_run_time) if job.next_run_time else None
+            )
+            return
         self._fenced("update", job.id, job)
 
     def remove_job(self, job_id: str) -> None:
+        if (plan := self._plan(job_id)) is not None:
+            plan.op = "remove"
+            return
         self._fenced("remove", job_id)
 
     def remove_all_jobs(self) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 import redis
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from services.core.fencing import FireUncertainError, NotLeaderError
+from services.core.fencing import NotLeaderError
 
 logger = logging.getLogger(__name__)
 
@@ -37,9 +37,6 @@ class LeaderScheduler(AsyncIOScheduler):  # type: ignore[misc]
         except NotLeaderError as exc:
             self._on_not_leader(str(exc))
             return None
-        except FireUncertainError as exc:
-            logger.warning("%s", exc)
-            return self._retry_seconds
         except redis.RedisError as exc:
             logger.warning(
                 "job store unavailable (%s); retrying in %.1fs", exc, self._retry_seconds

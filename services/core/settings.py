@@ -39,7 +39,7 @@ class Settings(BaseSettings):
     claim_ttl_seconds: float = Field(
         600.0, gt=0, description="How long a fire-time claim is remembered (at least)."
     )
-    sync_job_threads: int = Field(10, ge=1, description="Threads that run sync job functions.")
+    job_threads: int = Field(32, ge=1, description="Threads that run job bodies.")
     redis_timeout_seconds: float = Field(
         2.0, gt=0, description="Redis socket timeout (API requests; the scheduler uses less)."
     )

@@ -35,6 +35,7 @@ class Processes:
 
     def __init__(self, logdir: Path, env: Mapping[str, str]) -> None:
         self.logdir = logdir
+        logdir.mkdir(parents=True, exist_ok=True)
         self.env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1", **env}
         self.started: dict[str, subprocess.Popen[bytes]] = {}
 
@@ -92,13 +93,15 @@ class Processes:
                 process.wait(timeout=10)
         return process.returncode
 
-    def close(self) -> None:
+    def close(self, *, quiet: bool = False) -> None:
         for name in list(self.started):
             with contextlib.suppress(ProcessLookupError):
                 self.terminate(name)
             # Orphans of a killed leader (never expected) must not outlive the test either.
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.started[name].pid, signal.SIGKILL)
+        if quiet:
+            return
         for name in self.started:
             tail = self.log(name).splitlines()[-25:]
             print(f"---- {name} (last lines) ----", *tail, sep="\n")

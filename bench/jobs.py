@@ -1,0 +1,32 @@
+"""Benchmark jobs: BENCH_JOBS no-op jobs every second (all due at the same instant: the worst
+case for lateness), and a counter job for comparing duplicate runs with the naive recipe."""
+
+from __future__ import annotations
+
+import os
+
+import redis.asyncio as aioredis
+
+from services.core.keys import Keys
+from services.core.registry import job
+from services.core.settings import get_settings
+
+BENCH_JOBS = int(os.environ.get("BENCH_JOBS", "0"))
+
+
+async def _noop() -> None: ...
+
+
+for _n in range(BENCH_JOBS):
+    job("interval", seconds=1, id=f"bench-{_n:04d}")(_noop)
+
+
+def counter_key() -> str:
+    return Keys(get_settings().key_prefix).example("bench-count")
+
+
+@job("interval", seconds=1, id="bench-count")
+async def count() -> None:
+    """Counts its runs, like the naive recipe's job does."""
+    async with aioredis.Redis.from_url(get_settings().redis_url) as client:
+        await client.incr(counter_key())
