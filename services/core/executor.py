@@ -86,23 +86,44 @@ class BodyRun:
         self.started_at = utcnow()
         if not inspect.iscoroutinefunction(self._func):
             return self._func(**self._kwargs)
-        with asyncio.Runner() as runner:
-            loop = runner.get_loop()
+        loop = _thread_loop()
 
-            async def body() -> Any:
-                with self._lock:
-                    self._loop, self._task = loop, asyncio.current_task()
-                    if self._cancelled:
-                        raise asyncio.CancelledError
-                return await self._func(**self._kwargs)
+        async def body() -> Any:
+            with self._lock:
+                self._loop, self._task = loop, asyncio.current_task()
+                if self._cancelled:
+                    raise asyncio.CancelledError
+            return await self._func(**self._kwargs)
 
-            try:
-                return runner.run(body())
-            except asyncio.CancelledError:
-                raise BodyStopped from None
-            finally:
-                with self._lock:  # the loop closes with the runner: nothing left to cancel
-                    self._loop = self._task = None
+        try:
+            return loop.run_until_complete(loop.create_task(body()))
+        except asyncio.CancelledError:
+            raise BodyStopped from None
+        finally:
+            with self._lock:
+                self._loop = self._task = None
+            _cancel_leftovers(loop)
+
+
+_pool_thread = threading.local()
+
+
+def _thread_loop() -> asyncio.AbstractEventLoop:
+    """The event loop of this pool thread, made once and reused by every async body it runs
+    (making and closing a loop per run costs more than most bodies)."""
+    loop: asyncio.AbstractEventLoop | None = getattr(_pool_thread, "loop", None)
+    if loop is None or loop.is_closed():
+        loop = _pool_thread.loop = asyncio.new_event_loop()
+    return loop
+
+
+def _cancel_leftovers(loop: asyncio.AbstractEventLoop) -> None:
+    """Tasks a body started and left running do not outlive it."""
+    leftovers = [task for task in asyncio.all_tasks(loop) if not task.done()]
+    for task in leftovers:
+        task.cancel()
+    if leftovers:
+        loop.run_until_complete(asyncio.gather(*leftovers, return_exceptions=True))
 
 
 @dataclass
@@ -433,16 +454,21 @@ class ClaimingExecutor(BaseExecutor):  # type: ignore[misc]
         )
 
     async def _record(self, record: RunRecord, release_slot: str = "") -> None:
-        # A finished run is recorded even through a Redis outage: retry until it lands. Until
-        # then the fire stays in running_fires, so no leader records it as lost meanwhile.
-        async for attempt in AsyncRetrying(
-            retry=retry_if_exception_type(redis.RedisError),
-            wait=wait_exponential(multiplier=0.1, max=5),
-            reraise=True,
-        ):
-            with attempt:
-                if await self._ledger.finish(record, release_slot=release_slot):
-                    log_run(record)
+        """Record a finished run, even through a Redis outage: retry until it lands. Until then
+        the fire stays in running_fires, so no leader records it as lost meanwhile."""
+        try:
+            written = await self._ledger.finish(record, release_slot=release_slot)
+        except redis.RedisError:
+            written = False
+            async for attempt in AsyncRetrying(
+                retry=retry_if_exception_type(redis.RedisError),
+                wait=wait_exponential(multiplier=0.1, max=5),
+                reraise=True,
+            ):
+                with attempt:
+                    written = await self._ledger.finish(record, release_slot=release_slot)
+        if written:
+            log_run(record)
         self._running_fires.discard(record.fire_id)
 
     # -- keeping slots (called from the contender's loop) ----------------------------------
