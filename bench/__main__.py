@@ -74,6 +74,14 @@ def command_output(*argv: str) -> str:
         return "not found"
 
 
+def redis_version() -> str:
+    """``7.0.15`` from ``Redis server v=7.0.15 sha=...``."""
+    for word in command_output("redis-server", "--version").split():
+        if word.startswith("v="):
+            return word.removeprefix("v=")
+    return "unknown"
+
+
 def render(
     lateness: list[Lateness],
     trips: list[RoundTrips],
@@ -87,7 +95,7 @@ def render(
         "# tickonce benchmark",
         "",
         f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on one machine ({cpus} CPUs, "
-        f"Python {platform.python_version()}, {command_output('redis-server', '--version')[:40]},"
+        f"Python {platform.python_version()}, Redis {redis_version()},"
         f" commit {command_output('git', '-C', str(REPO), 'rev-parse', '--short', 'HEAD')}), "
         f"in {took / 60:.1f} min by `make bench`. Everything ran on this one machine: the "
         "load generator shares the CPUs with what it measures.",

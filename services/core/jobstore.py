@@ -20,7 +20,7 @@ from services.core.connection import text
 from services.core.cycle import FireCycle, FirePlan
 from services.core.fencing import LeaderTerm, NotLeaderError
 from services.core.keys import Keys
-from services.core.policy import RunPolicy
+from services.core.policy import RunPolicy, overlap_name
 
 logger = logging.getLogger(__name__)
 
@@ -183,7 +183,7 @@ class JobView(BaseModel):  # type: ignore[no-redef]
             misfire_grace_time=job.misfire_grace_time,
             coalesce=job.coalesce,
             catch_up=policy.catch_up,
-            overlap="skip" if job.max_instances == 1 else f"allow {job.max_instances}",
+            overlap=overlap_name(job.max_instances),
             timeout=policy.timeout,
             kwargs=dict(job.kwargs),
         )

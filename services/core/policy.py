@@ -53,3 +53,30 @@ def resolve_catch_up(job_id: str, catch_up: str | None, coalesce: bool | None) -
             "; give only catch_up"
         )
     return catch_up
+
+
+def overlap_name(max_instances: int) -> str:
+    """The overlap policy as users know it: "skip" (one run at a time) or "allow N"."""
+    return "skip" if max_instances == 1 else f"allow {max_instances}"
+
+
+def resolve_overlap(job_id: str, overlap: str | None, max_instances: int | None) -> int:
+    """``max_instances`` from the overlap policy's name ("skip" or "allow N"), or as given;
+    ValueError if the two disagree or the name is unknown."""
+    if overlap is None:
+        return 1 if max_instances is None else max_instances
+    words = overlap.strip().lower().split()
+    if words == ["skip"]:
+        allowed = 1
+    elif len(words) == 2 and words[0] == "allow" and words[1].isdigit() and int(words[1]) >= 1:
+        allowed = int(words[1])
+    else:
+        raise ValueError(
+            f"job {job_id!r}: overlap must be 'skip' or 'allow N' (N >= 1), not {overlap!r}"
+        )
+    if max_instances is not None and max_instances != allowed:
+        raise ValueError(
+            f"job {job_id!r}: overlap={overlap!r} contradicts "
+            f"max_instances={max_instances}; give only one"
+        )
+    return allowed

@@ -21,7 +21,7 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from services.core.policy import RunPolicy, resolve_catch_up
+from services.core.policy import RunPolicy, resolve_catch_up, resolve_overlap
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -148,7 +148,8 @@ class Registry:
         id: str | None = None,
         name: str | None = None,
         kwargs: Mapping[str, Any] | None = None,
-        max_instances: int = DEFAULTS["max_instances"],
+        max_instances: int | None = None,
+        overlap: str | None = None,
         misfire_grace_time: int | None = DEFAULTS["misfire_grace_time"],
         coalesce: bool | None = None,
         catch_up: str | None = None,
@@ -158,9 +159,10 @@ class Registry:
     ) -> Callable[[F], F]:
         """Register a function as a job, like APScheduler's ``scheduled_job``.
 
-        ``max_instances``: runs allowed at once across the whole cluster (1: overlap "skip",
-        N: "allow N"). ``catch_up``: fire times missed during downtime are ``coalesce``d into
-        one run (default), ``all`` run, or all ``skip``ped (``coalesce=False`` is ``all``).
+        ``max_instances`` (or ``overlap="skip"`` / ``"allow N"``): runs allowed at once across
+        the whole cluster (1, the default, is "skip"). ``catch_up``: fire times missed during
+        downtime are ``coalesce``d into one run (default), ``all`` run, or all ``skip``ped
+        (``coalesce=False`` is ``all``).
         ``timeout``: seconds after which a run is stopped and recorded as failed.
         ``start_paused=True`` adds the job paused when it is first scheduled; it runs once
         resumed. Later starts keep whatever paused state the job has.
@@ -170,6 +172,7 @@ class Registry:
             job_id = id or func.__name__
             try:
                 policy = RunPolicy(resolve_catch_up(job_id, catch_up, coalesce), timeout)
+                instances = resolve_overlap(job_id, overlap, max_instances)
             except ValueError as exc:
                 raise JobDefinitionError(str(exc)) from None
             if timeout is not None and timeout <= 0:
@@ -180,7 +183,7 @@ class Registry:
                 trigger=trigger,
                 trigger_args=dict(trigger_args),
                 name=name or job_id,
-                max_instances=max_instances,
+                max_instances=instances,
                 misfire_grace_time=misfire_grace_time,
                 kwargs=dict(kwargs or {}),
                 start_paused=start_paused,

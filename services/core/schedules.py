@@ -25,7 +25,7 @@ from pydantic import (
     model_validator,
 )
 
-from services.core.policy import RunPolicy, resolve_catch_up
+from services.core.policy import RunPolicy, resolve_catch_up, resolve_overlap
 
 JOB_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$"
 MAX_KWARGS_BYTES = 16 * 1024
@@ -171,6 +171,11 @@ class JobOptions(_Strict):
 
     name: str | None = Field(None, min_length=1, max_length=200)
     max_instances: int | None = Field(None, ge=1, le=1000)
+    overlap: str | None = Field(
+        None,
+        max_length=20,
+        description="'skip' (one run at a time) or 'allow N'; the same as max_instances 1 or N.",
+    )
     misfire_grace_time: int | None = Field(
         None, ge=1, le=31_536_000, description="Seconds; send null to remove the limit."
     )
@@ -189,6 +194,8 @@ class JobOptions(_Strict):
     @model_validator(mode="after")
     def _consistent_catch_up(self) -> JobOptions:
         resolve_catch_up("this job", self.catch_up, self.coalesce)
+        if self.overlap is not None:
+            self.max_instances = resolve_overlap("this job", self.overlap, self.max_instances)
         return self
 
     def policy(self, current: RunPolicy, job_id: str) -> RunPolicy:

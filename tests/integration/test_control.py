@@ -121,6 +121,9 @@ def test_patch_changes_trigger_and_options_and_keeps_paused_state(http: TestClie
         ({"max_instances": 0}, "greater than or equal to 1"),
         ({}, "nothing to change"),
         ({"colour": "red"}, "Extra inputs are not permitted"),
+        ({"catch_up": "all", "coalesce": True}, "contradicts"),
+        ({"timeout": -1}, "greater than 0"),
+        ({"overlap": "allow none"}, "overlap must be 'skip' or 'allow N'"),
     ],
 )
 def test_bad_changes_are_refused_saying_what_to_fix(
@@ -271,3 +274,21 @@ def test_changes_survive_a_new_leader(
         wait_for_leader(http)
         job = http.get("/jobs/greet").json()
         assert (job["trigger"], job["paused"]) == ("interval[0:07:00]", True)
+
+
+def test_patch_sets_catch_up_and_timeout(http: TestClient) -> None:
+    changed = http.patch(
+        "/jobs/greet", json={"catch_up": "skip", "timeout": 30, "max_instances": 2}, headers=AUTH
+    )
+    assert changed.status_code == 200, changed.text
+    job = changed.json()
+    assert (job["catch_up"], job["coalesce"], job["timeout"], job["overlap"]) == (
+        "skip",
+        True,
+        30,
+        "allow 2",
+    )
+    named = http.patch("/jobs/greet", json={"overlap": "allow 4"}, headers=AUTH).json()
+    assert (named["max_instances"], named["overlap"]) == (4, "allow 4")
+    cleared = http.patch("/jobs/greet", json={"timeout": None, "coalesce": False}, headers=AUTH)
+    assert (cleared.json()["catch_up"], cleared.json()["timeout"]) == ("all", None)
