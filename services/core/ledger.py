@@ -206,9 +206,6 @@ class RunLedger:
         entries = await self._client.xrevrange(self._keys.runs(job_id), count=limit)
         return [RunRecord.from_fields(fields) for _, fields in entries or []]
 
-    async def has_history(self, job_id: str) -> bool:
-        return bool(await self._client.exists(self._keys.runs(job_id)))
-
     async def inflight(self) -> list[Claim]:
         """Claimed fires whose ledger entry is not written yet."""
         raw = await self._client.hgetall(self._keys.inflight)

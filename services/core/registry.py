@@ -10,6 +10,7 @@ import hashlib
 import importlib
 import inspect
 import json
+import re
 from collections.abc import Callable, Iterable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from services.core.policy import RunPolicy, resolve_catch_up, resolve_overlap
+from services.core.schedules import JOB_ID_PATTERN
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -196,9 +198,10 @@ class Registry:
 
     def add(self, spec: JobSpec) -> None:
         """Validate and register a job definition."""
-        if not spec.id or not spec.id.replace("-", "").replace("_", "").replace(".", "").isalnum():
+        if not re.fullmatch(JOB_ID_PATTERN, spec.id):
             raise JobDefinitionError(
-                f"job id {spec.id!r}: use letters, digits, '-', '_' and '.' only"
+                f"job id {spec.id!r}: start with a letter or digit, then use letters, digits, "
+                "'-', '_' and '.' (200 characters at most)"
             )
         if spec.max_instances < 1:
             raise JobDefinitionError(f"job {spec.id!r}: max_instances must be >= 1")

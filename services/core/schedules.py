@@ -7,7 +7,6 @@ with the same ones, so both sides agree on what a valid schedule is.
 from __future__ import annotations
 
 import json
-import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -29,11 +28,6 @@ from services.core.policy import RunPolicy, resolve_catch_up, resolve_overlap
 
 JOB_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$"
 MAX_KWARGS_BYTES = 16 * 1024
-_JOB_ID = re.compile(JOB_ID_PATTERN)
-
-
-def valid_job_id(job_id: str) -> bool:
-    return bool(_JOB_ID.match(job_id))
 
 
 def first_fire(trigger: BaseTrigger, now: datetime) -> datetime | None:
