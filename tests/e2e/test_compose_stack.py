@@ -185,6 +185,7 @@ def test_requests_keep_succeeding_while_an_api_replica_is_killed(stack: Stack) -
         f"{len(failures)} of {len(statuses)} requests failed: {failures[:5]}; "
         f"load balancer: {lb_errors[-5:]}"
     )
+    assert_heartbeat_once(stack, min_runs=20)  # the schedule went on, exactly once
 
 
 def test_a_replica_added_by_scale_receives_requests(stack: Stack) -> None:
