@@ -139,6 +139,10 @@ class _Batch:
     stop_reason: str = ""
     deadline: asyncio.TimerHandle | None = None
     finishing: bool = False  # its slot is being given back: nothing to keep or stop
+    launched: str = ""  # fire id of the body started last
+    launched_at: datetime | None = None
+    began: float = 0.0
+    launch_error: str = ""
 
 
 class ClaimingExecutor(BaseExecutor):  # type: ignore[misc]
@@ -340,6 +344,7 @@ class ClaimingExecutor(BaseExecutor):  # type: ignore[misc]
         )
         self._batches[slot] = batch
         self._arm_slot_deadline(batch)
+        self._launch(job, claims[0], batch)  # now, not when the loop gets to the task
         task = self._loop.create_task(self._run_batch(job, batch))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -349,7 +354,8 @@ class ClaimingExecutor(BaseExecutor):  # type: ignore[misc]
     async def _run_batch(self, job: Job, batch: _Batch) -> None:
         try:
             for index, claim in enumerate(batch.claims):
-                if batch.future is not None and not batch.future.done():
+                previous = batch.launched != claim.fire_id
+                if previous and batch.future is not None and not batch.future.done():
                     # The previous body outlived its timeout and still holds the slot.
                     record = self._record_of(
                         claim,
@@ -379,18 +385,33 @@ class ClaimingExecutor(BaseExecutor):  # type: ignore[misc]
             batch.deadline.cancel()
         self._batches.pop(batch.slot, None)
 
-    async def _execute(self, job: Job, claim: Claim, batch: _Batch) -> RunRecord:
-        started = utcnow()
-        began = time.perf_counter()
-        policy = RunPolicy.of(job)
+    def _launch(self, job: Job, claim: Claim, batch: _Batch) -> None:
+        """Start the body of one claimed fire on a pool thread."""
+        batch.launched, batch.began, batch.launched_at = (
+            claim.fire_id,
+            time.perf_counter(),
+            utcnow(),
+        )
         try:
             spec = resolve(task_of(job), self._registry)
         except UnknownTaskError as exc:
-            return self._record_of(claim, started, began, "failed", "unknown_task", str(exc))
+            batch.body, batch.future, batch.launch_error = None, None, str(exc)
+            return
         context = RunContext(job.id, claim.scheduled_at, claim.epoch, self._runner)
-        body = BodyRun(spec.func, dict(job.kwargs), context)
-        batch.body = body
-        batch.future = body.start(self._threads)
+        batch.body = BodyRun(spec.func, dict(job.kwargs), context)
+        batch.future = batch.body.start(self._threads)
+        batch.launch_error = ""
+
+    async def _execute(self, job: Job, claim: Claim, batch: _Batch) -> RunRecord:
+        if batch.launched != claim.fire_id:
+            self._launch(job, claim, batch)
+        started, began = batch.launched_at or utcnow(), batch.began
+        policy = RunPolicy.of(job)
+        if batch.body is None or batch.future is None:
+            return self._record_of(
+                claim, started, began, "failed", "unknown_task", batch.launch_error
+            )
+        body = batch.body
         waiting = asyncio.shield(asyncio.wrap_future(batch.future))
         try:
             if policy.timeout is not None:
