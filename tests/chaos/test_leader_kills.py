@@ -9,11 +9,11 @@ from functools import partial
 
 import redis
 
-from tests.chaos.helpers import fired_since, leader_id, pid_of, probe_runs, runs_at_least
+from services.core.ledger import fire_ms
+from tests.support.cluster import fired_since, leader_id, pid_of, probe_runs, runs_at_least
 from tests.support.ledger_checks import (
     assert_exactly_once,
     duplicates,
-    fire_ms,
     gaps,
     read_evidence,
 )

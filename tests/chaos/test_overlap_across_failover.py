@@ -8,8 +8,9 @@ from pathlib import Path
 
 import redis
 
-from tests.chaos.helpers import leader_id, pid_of
-from tests.support.ledger_checks import duplicates, fire_ms, gaps, read_evidence
+from services.core.ledger import fire_ms
+from tests.support.cluster import leader_id, pid_of
+from tests.support.ledger_checks import duplicates, gaps, read_evidence
 from tests.support.overlap_jobs import body_intervals, overlaps
 from tests.support.processes import Processes, wait_until
 from tests.support.redis_server import RedisServer

@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from tests.chaos.helpers import leader_id, member_roles, pid_of, probe_runs
+from tests.support.cluster import leader_id, member_roles, pid_of, probe_runs
 from tests.support.ledger_checks import assert_exactly_once, read_evidence
 from tests.support.overlap_jobs import body_intervals, overlaps
 from tests.support.processes import Processes, wait_until

@@ -7,7 +7,7 @@ import time
 
 import httpx
 
-from tests.chaos.helpers import leader_id, probe_runs, runs_at_least
+from tests.support.cluster import leader_id, probe_runs, runs_at_least
 from tests.support.ledger_checks import assert_exactly_once, read_evidence
 from tests.support.processes import Processes, wait_until
 from tests.support.redis_server import RedisServer, free_port

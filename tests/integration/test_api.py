@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 
 from services.api.main import create_app
 from services.core.settings import Settings
-from tests.integration.test_exactly_once_processes import probe_runs
+from tests.support.cluster import probe_runs
 from tests.support.processes import Processes, wait_until
 from tests.support.redis_server import RedisServer
 

@@ -10,10 +10,10 @@ from collections.abc import Callable
 import redis
 
 from services.core.contender import Contender
-from services.core.ledger import RunRecord
+from services.core.ledger import RunRecord, fire_ms
 from services.core.registry import Registry
 from services.core.settings import Settings
-from tests.support.ledger_checks import duplicates, fire_ms, gaps, read_evidence
+from tests.support.ledger_checks import duplicates, gaps, read_evidence
 from tests.support.redis_server import RedisServer
 
 POLICIES = ("coalesce", "all", "skip")

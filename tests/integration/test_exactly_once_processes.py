@@ -10,6 +10,7 @@ import redis
 
 from services.core.keys import Keys
 from services.core.ledger import RunRecord
+from tests.support.cluster import leader_pid, probe_runs
 from tests.support.ledger_checks import Evidence, assert_exactly_once, read_evidence
 from tests.support.processes import Processes, wait_until
 from tests.support.redis_server import RedisServer, free_port
@@ -17,15 +18,6 @@ from tests.support.redis_server import RedisServer, free_port
 pytestmark = pytest.mark.processes
 
 TTL = 2.0
-
-
-def leader_pid(client: redis.Redis, prefix: str) -> int | None:
-    token = client.get(Keys(prefix).lease)
-    return int(str(token).split("#")[0].rsplit(":", 1)[1]) if token else None
-
-
-def probe_runs(client: redis.Redis, prefix: str) -> int:
-    return len(read_evidence(client, prefix).succeeded_times)
 
 
 def start_leader_and_standby(

@@ -9,7 +9,7 @@ import httpx
 import pytest
 import redis
 
-from tests.integration.test_exactly_once_processes import probe_runs
+from tests.support.cluster import probe_runs
 from tests.support.processes import Processes, wait_until
 from tests.support.redis_server import RedisServer, free_port
 

@@ -7,7 +7,7 @@ import pytest
 import redis
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.integration.test_exactly_once_processes import probe_runs
+from tests.support.cluster import probe_runs
 from tests.support.ledger_checks import read_evidence
 from tests.support.processes import Processes, wait_until
 from tests.support.redis_server import RedisServer, free_port

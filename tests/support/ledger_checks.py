@@ -11,8 +11,6 @@ import redis
 
 from services.core.keys import Keys
 from services.core.ledger import RunRecord, fire_ms
-
-__all__ = ["fire_ms"]
 from tests.support.probe_jobs import PROBE, probe_key
 
 

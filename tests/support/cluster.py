@@ -1,4 +1,4 @@
-"""What the chaos tests share: who leads, and waiting for a new leader to fire."""
+"""Who leads, and what the probe job ran: what process and chaos tests ask of a cluster."""
 
 from __future__ import annotations
 
@@ -18,6 +18,11 @@ def leader_id(client: redis.Redis, prefix: str) -> str | None:
 
 def pid_of(runner: str) -> int:
     return int(runner.rsplit(":", 1)[1])
+
+
+def leader_pid(client: redis.Redis, prefix: str) -> int | None:
+    leader = leader_id(client, prefix)
+    return pid_of(leader) if leader else None
 
 
 def probe_runs(client: redis.Redis, prefix: str) -> int:
