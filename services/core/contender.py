@@ -16,11 +16,10 @@ from typing import Literal
 import redis
 from redis.exceptions import RedisError
 
-from services.core.claims import FireClaims
+from services.core.claims import FireCycle
 from services.core.commands import CommandConsumer
 from services.core.connection import async_redis, runner_id, sync_redis
 from services.core.control import Control
-from services.core.cycle import FireCycle
 from services.core.executor import ClaimingExecutor
 from services.core.fencing import LeaderTerm, NotLeaderError
 from services.core.jobstore import FencedRedisJobStore
@@ -242,7 +241,6 @@ class Contender:
         executor = ClaimingExecutor(
             term=term,
             cycle=cycle,
-            claims=FireClaims(client, self.keys, self.settings.ledger_max_entries),
             ledger=self._ledger,
             registry=self._registry,
             runner=self.id,

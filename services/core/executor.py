@@ -1,8 +1,9 @@
 """Every fire goes through here: claim it, run the job body, record how it ended.
 
 APScheduler hands an executor a job and its due run times just before it moves the job's next
-run time in the store. Claiming here, synchronously, means a fire time is either claimed
-before the store moves past it or still due for the next leader: never silently lost.
+run time in the store. The executor plans the claims; they are written in the same atomic step
+as the job's next run time (claims.FireCycle), so a fire time is either claimed or still due
+for the next leader: never silently lost.
 
 Job bodies never run on the scheduler's event loop: each runs on a pool thread (an ``async
 def`` body in an event loop of its own), so a job that blocks cannot delay firing or lease
@@ -34,10 +35,9 @@ from apscheduler.executors.base import BaseExecutor
 from apscheduler.job import Job
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
 
-from services.core.claims import ClaimResult, FireClaims
-from services.core.cycle import FireCycle, FirePlan
+from services.core.claims import ClaimResult, FireCycle, FirePlan
 from services.core.execution import UnknownTaskError, resolve
-from services.core.fencing import LeaderTerm, NotLeaderError
+from services.core.fencing import LeaderTerm
 from services.core.jobstore import task_of
 from services.core.ledger import Claim, RunLedger, RunRecord, Status, utcnow
 from services.core.policy import RunPolicy
@@ -156,7 +156,6 @@ class ClaimingExecutor(BaseExecutor):  # type: ignore[misc]
         *,
         term: LeaderTerm,
         cycle: FireCycle,
-        claims: FireClaims,
         ledger: RunLedger,
         registry: Registry,
         runner: str,
@@ -170,7 +169,6 @@ class ClaimingExecutor(BaseExecutor):  # type: ignore[misc]
         super().__init__()
         self._term = term
         self._cycle = cycle
-        self._claims = claims
         self._ledger = ledger
         self._registry = registry
         self._runner = runner
@@ -253,12 +251,53 @@ class ClaimingExecutor(BaseExecutor):  # type: ignore[misc]
                 due.append(at)
 
         full = f"max_instances ({job.max_instances}) reached"
-        runs = [not_run(at, "skipped", full) for at in due]
-        slot = new_slot(self._runner)
+        self._plan(job, epoch, [not_run(at, "skipped", full) for at in due], unrun)
 
-        def started(verdicts: list[ClaimResult], sent: float) -> None:
+    def run_manual(self, job: Job, command_id: str, requested_at: datetime) -> str:
+        """Run ``job`` once now for a run-now command, through the same claim and ledger.
+
+        Claimed by the command's id, so applying the command again never runs it twice.
+        Returns what happened, for the command's answer.
+        """
+        epoch = self._term.require()
+        now = utcnow()
+        claim = Claim(job.id, requested_at, self._runner, epoch, now, manual=command_id)
+        full = f"max_instances ({job.max_instances}) reached"
+        skipped = RunRecord(
+            job.id,
+            requested_at,
+            "skipped",
+            self._runner,
+            epoch,
+            finished_at=now,
+            reason=full,
+            manual=command_id,
+        )
+        verdicts = self._plan(job, epoch, [(claim, skipped)], [])
+        self._cycle.flush()  # at once: a run-now is not part of a wakeup
+        return {
+            ClaimResult.GRANTED: "started",
+            ClaimResult.TAKEN: "already started by an earlier attempt of this command",
+            ClaimResult.FULL: f"skipped: {full}",
+        }[verdicts[0]]
+
+    def _plan(
+        self,
+        job: Job,
+        epoch: int,
+        runs: list[tuple[Claim, RunRecord]],
+        unrun: list[tuple[Claim, RunRecord]],
+    ) -> list[ClaimResult]:
+        """Plan claims for ``runs`` (each with its record should the job be at max_instances)
+        and records for ``unrun``; the granted runs start when the plan is flushed. Returns
+        the list the runs' verdicts are put in then."""
+        slot = new_slot(self._runner)
+        verdicts: list[ClaimResult] = []
+
+        def started(results: list[ClaimResult], sent: float) -> None:
+            verdicts.extend(results)
             granted = []
-            for (claim, skipped), verdict in zip(runs, verdicts, strict=True):
+            for (claim, skipped), verdict in zip(runs, results, strict=True):
                 if verdict is ClaimResult.GRANTED:
                     granted.append(claim)
                     self._running_fires.add(claim.fire_id)
@@ -281,53 +320,7 @@ class ClaimingExecutor(BaseExecutor):  # type: ignore[misc]
                 unrun_logged=log_run,
             )
         )
-
-    def run_manual(self, job: Job, command_id: str, requested_at: datetime) -> str:
-        """Run ``job`` once now for a run-now command, through the same claim and ledger.
-
-        Claimed by the command's id, so applying the command again never runs it twice.
-        Returns what happened, for the command's answer.
-        """
-        assert self._loop is not None
-        epoch = self._term.require()
-        now = utcnow()
-        claim = Claim(job.id, requested_at, self._runner, epoch, now, manual=command_id)
-        ttl_ms = self._claim_ttl_ms(job)
-        slot = new_slot(self._runner)
-        sent = self._loop.time()
-        result = self._claims.claim(
-            claim,
-            ttl_ms,
-            max_instances=job.max_instances,
-            slot=slot,
-            slot_window_ms=int(self._slot_window * 1000),
-        )
-        if result is ClaimResult.STALE_EPOCH:
-            self._on_stale_epoch(f"claim refused: epoch {epoch} is no longer current")
-            raise NotLeaderError(f"epoch {epoch} is no longer current")
-        if result is ClaimResult.TAKEN:
-            return "already started by an earlier attempt of this command"
-        if result is ClaimResult.FULL:
-            reason = f"max_instances ({job.max_instances}) reached"
-            record = RunRecord(
-                job.id,
-                requested_at,
-                "skipped",
-                self._runner,
-                epoch,
-                finished_at=now,
-                reason=reason,
-                manual=command_id,
-            )
-            for recorded, outcome in zip(
-                [record], self._claims.record_unrun([(claim, record)], ttl_ms), strict=True
-            ):
-                if outcome is ClaimResult.GRANTED:
-                    log_run(recorded)
-            return f"skipped: {reason}"
-        self._running_fires.add(claim.fire_id)
-        self._start(job, [claim], slot, sent)
-        return "started"
+        return verdicts
 
     def _claim_ttl_ms(self, job: Job) -> int:
         if job.misfire_grace_time is None:
@@ -505,7 +498,7 @@ class ClaimingExecutor(BaseExecutor):  # type: ignore[misc]
             return
         sent = self._loop.time()
         try:
-            lost = self._claims.refresh_slots(
+            lost = self._cycle.refresh_slots(
                 [(b.job_id, b.slot) for b in batches], int(self._slot_window * 1000)
             )
         except redis.RedisError:

@@ -16,8 +16,8 @@ from apscheduler.jobstores.redis import RedisJobStore
 from apscheduler.util import datetime_to_utc_timestamp
 from pydantic import BaseModel, Field
 
+from services.core.claims import FireCycle, FirePlan
 from services.core.connection import text
-from services.core.cycle import FireCycle, FirePlan
 from services.core.fencing import LeaderTerm, NotLeaderError
 from services.core.keys import Keys
 from services.core.policy import RunPolicy, overlap_name
@@ -58,7 +58,7 @@ return {ids, redis.call('HMGET', KEYS[2], unpack(ids))}
 class FencedRedisJobStore(RedisJobStore):  # type: ignore[misc]
     """RedisJobStore whose writes are checked against the leader term, locally and in Redis.
 
-    While the scheduler fires, a due job's new state joins the job's fire plan (see cycle.py),
+    While the scheduler fires, a due job's new state joins the job's fire plan (see claims.py),
     written atomically with its claims when the wakeup ends.
     """
 
@@ -85,7 +85,7 @@ class FencedRedisJobStore(RedisJobStore):  # type: ignore[misc]
 
     def get_next_run_time(self) -> datetime | None:
         if self._cycle is not None and self._cycle.pending:
-            return self._cycle.flush(self.run_times_key)
+            return self._cycle.flush()
         next_run: datetime | None = super().get_next_run_time()
         return next_run
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import pytest
 import redis
@@ -14,18 +13,17 @@ from apscheduler.job import Job
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
-from services.core.claims import ClaimResult, FireClaims
+from services.core.claims import ClaimResult, FireCycle, FirePlan
 from services.core.execution import run_task
 from services.core.fencing import LeaderTerm, NotLeaderError
 from services.core.jobstore import FencedRedisJobStore
 from services.core.keys import Keys
 from services.core.lease import Lease, read_leader
-from services.core.ledger import Claim, RunLedger, RunRecord, fire_ms
+from services.core.ledger import Claim, RunLedger, RunRecord
 from tests.support.redis_server import RedisServer
 
 FIRE = datetime(2030, 1, 1, 12, 0, 0, tzinfo=UTC)
 TTL_MS = 2000
-NO_SLOT: dict[str, Any] = {"max_instances": 0, "slot": "", "slot_window_ms": 0}
 
 
 @pytest.fixture
@@ -39,13 +37,90 @@ def claim(epoch: int, at: datetime = FIRE, runner: str = "a:1") -> Claim:
     return Claim("job", at, runner, epoch, datetime.now(UTC))
 
 
+def fire(
+    client: redis.Redis,
+    keys: Keys,
+    claim: Claim,
+    *,
+    limit: int = 1000,
+    slot: str = "t#0",
+    window_ms: int = 60_000,
+) -> ClaimResult:
+    """Claim one run the way a leader of the claim's epoch does (through its fire cycle)."""
+    verdicts: list[ClaimResult] = []
+    cycle = FireCycle(
+        client,
+        keys,
+        LeaderTerm(claim.epoch, float("inf"), lambda: 0.0),
+        100,
+        on_stale_epoch=lambda reason: None,
+    )
+    full = RunRecord(
+        claim.job_id,
+        claim.scheduled_at,
+        "skipped",
+        claim.runner,
+        claim.epoch,
+        reason="max_instances (1) reached",
+    )
+    cycle.plan(
+        FirePlan(
+            job_id=claim.job_id,
+            epoch=claim.epoch,
+            runs=[(claim, full)],
+            unrun=[],
+            limit=limit,
+            slot=slot,
+            slot_window_ms=window_ms,
+            claim_ttl_ms=TTL_MS,
+            on_done=lambda results, sent: verdicts.extend(results),
+        )
+    )
+    try:
+        cycle.flush()
+    except NotLeaderError:
+        return ClaimResult.STALE_EPOCH
+    return verdicts[0]
+
+
+def record_unrun(
+    client: redis.Redis, keys: Keys, entries: list[tuple[Claim, RunRecord]], max_entries: int
+) -> list[ClaimResult]:
+    """Record fire times that will not run, as a leader's wakeup does; what was recorded."""
+    recorded: list[RunRecord] = []
+    cycle = FireCycle(
+        client,
+        keys,
+        LeaderTerm(1, float("inf"), lambda: 0.0),
+        max_entries,
+        on_stale_epoch=lambda reason: None,
+    )
+    cycle.plan(
+        FirePlan(
+            job_id="job",
+            epoch=1,
+            runs=[],
+            unrun=entries,
+            limit=1,
+            slot="t#0",
+            slot_window_ms=60_000,
+            claim_ttl_ms=TTL_MS,
+            on_done=lambda results, sent: None,
+            unrun_logged=recorded.append,
+        )
+    )
+    cycle.flush()
+    return [
+        ClaimResult.GRANTED if record in recorded else ClaimResult.TAKEN for _, record in entries
+    ]
+
+
 def claimed_fire(
     client: redis.Redis, aclient: aioredis.Redis, keys: Keys, runner: str
 ) -> RunLedger:
     """Claim FIRE for ``runner`` in epoch 1; the ledger that records it."""
     client.set(keys.epoch, 1)
-    claims = FireClaims(redis.Redis(connection_pool=client.connection_pool), keys, 100)
-    assert claims.claim(claim(1, runner=runner), TTL_MS, **NO_SLOT) is ClaimResult.GRANTED
+    assert fire(client, keys, claim(1, runner=runner)) is ClaimResult.GRANTED
     return RunLedger(aclient, keys, max_entries=100)
 
 
@@ -83,16 +158,15 @@ def test_claims_refuse_a_stale_epoch_and_a_second_claim_of_the_same_fire(
 ) -> None:
     keys = Keys(prefix)
     client.set(keys.epoch, 2)
-    claims = FireClaims(redis.Redis(connection_pool=client.connection_pool), keys, 100)
 
-    assert claims.claim(claim(epoch=1), TTL_MS, **NO_SLOT) is ClaimResult.STALE_EPOCH
+    assert fire(client, keys, claim(epoch=1)) is ClaimResult.STALE_EPOCH
     assert not client.exists(keys.claim("job", int(FIRE.timestamp() * 1000))), (
         "a stale epoch's claim must not take the fire time"
     )
-    assert claims.claim(claim(epoch=2), TTL_MS, **NO_SLOT) is ClaimResult.GRANTED
-    assert claims.claim(claim(epoch=2, runner="b:2"), TTL_MS, **NO_SLOT) is ClaimResult.TAKEN
+    assert fire(client, keys, claim(epoch=2)) is ClaimResult.GRANTED
+    assert fire(client, keys, claim(epoch=2, runner="b:2")) is ClaimResult.TAKEN
     later = FIRE + timedelta(seconds=1)
-    assert claims.claim(claim(epoch=2, at=later), TTL_MS, **NO_SLOT) is ClaimResult.GRANTED
+    assert fire(client, keys, claim(epoch=2, at=later)) is ClaimResult.GRANTED
 
     counters = client.hgetall(keys.counters)
     assert counters == {"claims_refused_stale_epoch": "1", "claims_refused_taken": "1"}
@@ -129,14 +203,13 @@ async def test_a_dead_runners_claim_is_recorded_as_lost(
 def test_the_ledger_is_capped(client: redis.Redis, prefix: str) -> None:
     keys = Keys(prefix)
     client.set(keys.epoch, 1)
-    claims = FireClaims(redis.Redis(connection_pool=client.connection_pool), keys, max_entries=5)
     unrun = []
     for n in range(8):
         at = FIRE + timedelta(seconds=n)
         unrun.append(
             (claim(1, at=at), RunRecord("job", at, "skipped", "a:1", 1, reason="coalesced"))
         )
-    assert claims.record_unrun(unrun, TTL_MS) == [ClaimResult.GRANTED] * 8
+    assert record_unrun(client, keys, unrun, max_entries=5) == [ClaimResult.GRANTED] * 8
     assert client.xlen(keys.runs("job")) == 5
 
 
@@ -184,29 +257,32 @@ async def test_max_instances_is_counted_across_the_cluster(
 ) -> None:
     keys = Keys(prefix)
     client.set(keys.epoch, 1)
-    claims = FireClaims(redis.Redis(connection_pool=client.connection_pool), keys, 100)
     ledger = RunLedger(aclient, keys, max_entries=100)
-    one = {"max_instances": 1, "slot_window_ms": 60_000}
     first, second, third = (claim(1, at=FIRE + timedelta(seconds=n)) for n in range(3))
 
-    assert claims.claim(first, TTL_MS, slot="a:1#x", **one) is ClaimResult.GRANTED
-    assert claims.claim(second, TTL_MS, slot="b:2#y", **one) is ClaimResult.FULL, (
+    assert fire(client, keys, first, limit=1, slot="a:1#x") is ClaimResult.GRANTED
+    assert fire(client, keys, second, limit=1, slot="b:2#y") is ClaimResult.FULL, (
         "a second runner may not start while the first run holds the only slot"
     )
-    assert not client.exists(keys.claim("job", fire_ms(second.scheduled_at))), (
-        "a refused fire is not claimed, so it can be recorded as skipped"
+    [refused] = await ledger.recent("job", 10)
+    assert (refused.status, refused.reason) == ("skipped", "max_instances (1) reached"), (
+        "a refused fire is recorded as skipped, in the same step"
     )
     record = RunRecord("job", first.scheduled_at, "succeeded", "a:1", 1)
     assert await ledger.finish(record, release_slot="a:1#x")
-    assert claims.claim(third, TTL_MS, slot="b:2#z", **one) is ClaimResult.GRANTED
+    assert fire(client, keys, third, limit=1, slot="b:2#z") is ClaimResult.GRANTED
 
-    assert claims.refresh_slots([("job", "b:2#z"), ("job", "gone#0")], 60_000) == {"gone#0"}
+    cycle = FireCycle(
+        client,
+        keys,
+        LeaderTerm(1, float("inf"), lambda: 0.0),
+        100,
+        on_stale_epoch=lambda reason: None,
+    )
+    assert cycle.refresh_slots([("job", "b:2#z"), ("job", "gone#0")], 60_000) == {"gone#0"}
     expiring = claim(1, at=FIRE + timedelta(seconds=9))
     client.delete(keys.running("job"))
-    assert (
-        claims.claim(expiring, TTL_MS, slot="c:3#w", max_instances=1, slot_window_ms=50)
-        is ClaimResult.GRANTED
-    )
+    assert fire(client, keys, expiring, limit=1, slot="c:3#w", window_ms=50) is ClaimResult.GRANTED
     later = claim(1, at=FIRE + timedelta(seconds=10))
     await asyncio.sleep(0.1)  # not refreshed: the slot expires, its runner presumed gone
-    assert claims.claim(later, TTL_MS, slot="d:4#v", **one) is ClaimResult.GRANTED
+    assert fire(client, keys, later, limit=1, slot="d:4#v") is ClaimResult.GRANTED
