@@ -13,6 +13,7 @@ import redis
 
 from services.core.keys import Keys
 from services.core.ledger import RunRecord
+from tests.support.cluster import pid_of
 from tests.support.processes import BIN, Processes, wait_until
 from tests.support.redis_server import RedisServer, free_port
 
@@ -124,7 +125,7 @@ def _failover_trial(server: RedisServer, workdir: Path, ttl: float) -> tuple[flo
         wait_until(lambda: client.xlen(keys.runs("bench-count")) >= 2, 30, "runs")
         time.sleep(0.3)
         holder = str(client.get(keys.lease)).split("#")[0]
-        leader = processes.by_pid(int(holder.rsplit(":", 1)[1]))
+        leader = processes.by_pid(pid_of(holder))
         assert leader is not None
         killed_at = time.time()
         processes.signal(leader, signal.SIGKILL)

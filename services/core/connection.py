@@ -53,6 +53,19 @@ def text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
+_RUNNER_IDS: dict[int, str] = {}  # runner_id()'s cache: pid -> id of this process start
+
+
 def runner_id() -> str:
-    """This process as ``host:pid``: the runner named in claims, the ledger and /scheduler."""
-    return f"{socket.gethostname()}:{os.getpid()}"
+    """This process start as ``host:pid:nonce``: the runner named in claims, the ledger and
+    /scheduler.
+
+    ``nonce`` (8 hex digits, random once per process start) keeps a restarted container, with
+    the same hostname and pid (1 in its pid namespace), from passing for its dead predecessor,
+    whose claimed runs would then never be recorded as lost. A forked child gets an id of its own.
+    """
+    pid = os.getpid()
+    if pid not in _RUNNER_IDS:
+        _RUNNER_IDS.clear()
+        _RUNNER_IDS[pid] = f"{socket.gethostname()}:{pid}:{os.urandom(4).hex()}"
+    return _RUNNER_IDS[pid]

@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 
 from services.api.main import create_app
 from services.core.settings import Settings
-from tests.support.cluster import probe_runs
+from tests.support.cluster import pid_of, probe_runs
 from tests.support.processes import Processes, wait_until
 from tests.support.redis_server import RedisServer
 
@@ -51,11 +51,11 @@ def test_read_endpoints_describe_jobs_runs_and_leadership(
         assert len(runs) == 2
         assert runs[0]["scheduled_at"] > runs[1]["scheduled_at"], "newest first"
         assert {run["status"] for run in runs} == {"succeeded"}
-        assert runs[0]["runner"].endswith(f":{scheduler.pid}") and runs[0]["epoch"] == 1
+        assert pid_of(runs[0]["runner"]) == scheduler.pid and runs[0]["epoch"] == 1
         assert http.get("/jobs/probe/runs", params={"limit": 0}).status_code == 422
 
         status = http.get("/scheduler").json()
-        assert status["leader"].endswith(f":{scheduler.pid}")
+        assert pid_of(status["leader"]) == scheduler.pid
         assert status["epoch"] == 1 and 0 < status["lease_expires_in_ms"] <= 2000
         assert [(m["role"], m["mode"]) for m in status["members"]] == [("leader", "scheduler")]
 

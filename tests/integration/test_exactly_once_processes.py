@@ -10,7 +10,7 @@ import redis
 
 from services.core.keys import Keys
 from services.core.ledger import RunRecord
-from tests.support.cluster import leader_pid, probe_runs
+from tests.support.cluster import leader_pid, pid_of, probe_runs
 from tests.support.ledger_checks import Evidence, assert_exactly_once, read_evidence
 from tests.support.processes import Processes, wait_until
 from tests.support.redis_server import RedisServer, free_port
@@ -80,7 +80,7 @@ def test_sigkill_of_the_leader_fails_over_within_ttl_plus_one_second_without_dup
 
     first = wait_until(standby_fired, 3 * TTL + 10, "a run by the standby")
     assert first is not None and first.started_at is not None
-    assert not first.runner.endswith(f":{pid}")
+    assert pid_of(first.runner) != pid
     assert first.started_at.timestamp() - killed_at <= TTL + 1, (
         f"the standby fired {first.started_at.timestamp() - killed_at:.2f}s after the kill"
     )

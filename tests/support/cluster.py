@@ -16,8 +16,18 @@ def leader_id(client: redis.Redis, prefix: str) -> str | None:
     return str(token).split("#")[0] if token else None
 
 
+def runner_parts(runner: str) -> tuple[str, int, str]:
+    """A runner id ``host:pid:nonce`` (``connection.runner_id``) as (host, pid, nonce)."""
+    host, pid, nonce = runner.split(":")  # hostnames never contain ":"
+    return host, int(pid), nonce
+
+
+def host_of(runner: str) -> str:
+    return runner_parts(runner)[0]
+
+
 def pid_of(runner: str) -> int:
-    return int(runner.rsplit(":", 1)[1])
+    return runner_parts(runner)[1]
 
 
 def leader_pid(client: redis.Redis, prefix: str) -> int | None:

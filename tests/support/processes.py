@@ -55,6 +55,21 @@ class Processes:
     def scheduler(self, name: str, **env: str) -> subprocess.Popen[bytes]:
         return self.start(name, [sys.executable, "-m", "services.scheduler"], **env)
 
+    def scheduler_in_container(
+        self, name: str, hostname: str, **env: str
+    ) -> subprocess.Popen[bytes]:
+        """A scheduler as a container runs it: pid 1 of a pid namespace of its own, with its own
+        hostname (UTS namespace). Starting one again with the same ``hostname`` is a container
+        restart: same hostname, pid 1 again. Needs root (``unshare``).
+
+        The namespace dies with its group: a SIGKILL of the group kills ``unshare`` and pid 1
+        (which takes everything in the namespace with it), and ``--kill-child`` kills pid 1
+        whenever ``unshare`` dies. SIGTERM reaches pid 1 (its handler) through the group.
+        """
+        shell = 'hostname "$1" && exec "$2" -m services.scheduler'
+        argv = ["unshare", "--pid", "--uts", "--mount-proc", "--kill-child", "--"]
+        return self.start(name, [*argv, "sh", "-c", shell, "sh", hostname, sys.executable], **env)
+
     def gunicorn(self, name: str, port: int, workers: int, **env: str) -> subprocess.Popen[bytes]:
         """gunicorn with the shipped config (deploy/gunicorn.conf.py), on a loopback port."""
         return self.start(
