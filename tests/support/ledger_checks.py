@@ -16,8 +16,11 @@ from tests.support.probe_jobs import PROBE, probe_key
 
 @dataclass
 class Evidence:
+    """One job's ledger and, when the job keeps one, its own record of what it ran."""
+
+    job_id: str
     ledger: list[RunRecord]
-    own_writes: list[dict[str, int | str]]
+    own_writes: list[dict[str, int | str]] | None  # None: this job writes no record of its own
 
     @property
     def ledger_times(self) -> list[int]:
@@ -29,17 +32,36 @@ class Evidence:
 
     @property
     def written_times(self) -> list[int]:
+        if self.own_writes is None:
+            raise ValueError(
+                f"no own writes were read for job {self.job_id!r}: only the probe task writes "
+                "them (tests.support.probe_jobs); pass own_writes_key for another schedule of it"
+            )
         return sorted(int(write["at"]) for write in self.own_writes)
 
     def runners(self) -> set[str]:
         return {entry.runner for entry in self.ledger}
 
 
-def read_evidence(client: redis.Redis, prefix: str, job_id: str = PROBE) -> Evidence:
+def read_evidence(
+    client: redis.Redis, prefix: str, job_id: str = PROBE, *, own_writes_key: str | None = None
+) -> Evidence:
+    """``job_id``'s ledger and, from the list ``own_writes_key``, the records it wrote itself.
+
+    Only the probe task (tests.support.probe_jobs) writes such records, each naming the
+    schedule that ran it; only ``job_id``'s are kept. ``own_writes_key`` defaults to the probe's
+    list for the probe schedule and to none for any other job, whose ``own_writes`` is then
+    None (asking for its written times fails instead of answering with another job's).
+    """
     entries = client.xrange(Keys(prefix).runs(job_id))
     ledger = [RunRecord.from_fields(fields) for _, fields in entries or []]
-    own = [json.loads(item) for item in client.lrange(probe_key(prefix), 0, -1)]
-    return Evidence(ledger, own)
+    if own_writes_key is None and job_id == PROBE:
+        own_writes_key = probe_key(prefix)
+    own: list[dict[str, int | str]] | None = None
+    if own_writes_key is not None:
+        records = [json.loads(item) for item in client.lrange(own_writes_key, 0, -1)]
+        own = [record for record in records if record["job"] == job_id]
+    return Evidence(job_id, ledger, own)
 
 
 def duplicates(times: list[int]) -> list[int]:

@@ -26,6 +26,11 @@ def probe_key(prefix: str) -> str:
 async def probe() -> None:
     run = current_run()
     settings = get_settings()
-    record = {"at": fire_ms(run.scheduled_at), "runner": run.runner, "epoch": run.epoch}
+    record = {
+        "job": run.job_id,
+        "at": fire_ms(run.scheduled_at),
+        "runner": run.runner,
+        "epoch": run.epoch,
+    }
     async with aioredis.Redis.from_url(settings.redis_url) as client:
         await client.rpush(probe_key(settings.key_prefix), json.dumps(record))
