@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import redis
@@ -190,14 +189,31 @@ def test_oversized_payloads_are_refused(http: TestClient) -> None:
     assert answer.status_code == 413 and "larger than" in answer.json()["detail"]
 
 
+def stream_id(entry_id: str) -> tuple[int, int]:
+    milliseconds, sequence = entry_id.split("-")
+    return int(milliseconds), int(sequence)
+
+
 def test_without_a_leader_a_change_is_refused_and_never_applied_later(
-    redis_server: RedisServer, make_settings: Callable[..., Settings]
+    redis_server: RedisServer,
+    client: redis.Redis,
+    prefix: str,
+    make_settings: Callable[..., Settings],
 ) -> None:
+    keys = Keys(prefix)
+
+    def group() -> dict[str, Any] | None:
+        groups: list[dict[str, Any]] = client.xinfo_groups(keys.commands)
+        return next((g for g in groups if g["name"] == keys.command_group), None)
+
     with leading_app(
         make_settings(redis_server, scheduler_mode="embedded", api_token=TOKEN, jobs_modules=JOBS)
     ) as first:
         wait_for_leader(first)
         wait_until(lambda: first.get("/jobs/greet").status_code == 200, 10, "jobs synced")
+        # The group exists before the command is sent, so the next leader is delivered it
+        # (a group created later, at "$", would skip it and this test would prove nothing).
+        wait_until(lambda: client.exists(keys.commands) and group(), 10, "the command group")
     no_leader = make_settings(
         redis_server, api_token=TOKEN, jobs_modules=JOBS, command_timeout_seconds=1.0
     )
@@ -206,12 +222,37 @@ def test_without_a_leader_a_change_is_refused_and_never_applied_later(
         assert refused.status_code == 503
         assert "not applied" in refused.json()["detail"]
 
+    entries = cast(list[tuple[str, dict[str, str]]], client.xrange(keys.commands))
+    [(entry_id, fields)] = entries
+    command = Command.model_validate_json(fields["command"])
+    assert (command.op, command.job_id) == ("pause", "greet")
+    outcome_key = keys.command_outcome(command.id)
+
+    def outcome() -> Outcome:
+        raw = client.get(outcome_key)
+        assert raw is not None, "the command's outcome key is gone"
+        return Outcome.model_validate_json(raw)
+
+    assert outcome().status == "expired", "the sender marked it expired when it gave up"
+
     with leading_app(
         make_settings(redis_server, scheduler_mode="embedded", api_token=TOKEN, jobs_modules=JOBS)
     ) as later:
         wait_for_leader(later)
-        time.sleep(1)  # the expired command is in the stream for the new leader to see
+
+        def consumed() -> bool:
+            """The new leader was delivered the entry and acknowledged it: done with it."""
+            found = group()
+            last_delivered = stream_id(found["last-delivered-id"]) if found else (0, 0)
+            pending = client.xpending_range(
+                keys.commands, keys.command_group, min=entry_id, max=entry_id, count=1
+            )
+            return last_delivered >= stream_id(entry_id) and not pending
+
+        wait_until(consumed, 15, "the new leader to read and acknowledge the expired command")
         assert later.get("/jobs/greet").json()["paused"] is False
+        assert outcome().status == "expired", f"the expired command was taken: {outcome()}"
+        assert not client.exists(keys.command_reply(command.id)), "nobody answered it"
 
 
 def test_a_command_taken_by_a_leader_that_died_is_applied_by_the_next(
