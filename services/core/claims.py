@@ -15,6 +15,7 @@ import enum
 import json
 import logging
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -40,18 +41,40 @@ class ClaimResult(enum.IntEnum):
 
 
 # One job's fires and new state, atomically, if the caller's epoch is current.
-# KEYS: epoch, jobs, run_times, inflight, counters, running, runs, then one claim key per run
-# and per unrun entry, in plan order. ARGV: epoch, plan JSON, pickled job state.
-# Returns {-1} for a stale epoch, else one verdict per run (1 granted, 0 taken, 2 full: the
-# fire was recorded as skipped) and per unrun entry (1 recorded, 0 taken).
+#
+# A fire time is decided once: each job keeps a high-water mark of the newest fire time decided
+# (claimed to run, or recorded as not run), and a time at or before it is refused. The mark
+# never expires, so no restart, job sync or clock skew can re-open an old fire time. The mark
+# also names the last plan applied and its verdicts: the client re-sends a plan whose answer
+# timed out, Redis may run both, and the second gets the first one's answer instead of finding
+# its own fires taken. A run-now is claimed by its command id instead of its time.
+#
+# KEYS: epoch, jobs, run_times, inflight, counters, running, runs, decided[, run-now claim].
+# ARGV: epoch, plan JSON (entries sorted by fire time), pickled job state.
+# Returns {-1} for a stale epoch, else one verdict per entry, at the entry's ``pos``: for a run
+# 1 granted, 0 already decided, 2 full (max_instances runs are going on: recorded as skipped);
+# for an entry recorded as not run, 1 recorded, 0 already decided.
 _FIRE = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then
   redis.call('HINCRBY', KEYS[5], 'claims_refused_stale_epoch', 1)
   return {-1}
 end
 local plan = cjson.decode(ARGV[2])
+local mark = redis.call('HGET', KEYS[8], plan.job)
+local hwm_text = '-1'
+if mark then
+  local last_plan, answer
+  hwm_text, last_plan, answer = string.match(mark, '^(%S+) (%S+) (%S*)$')
+  if last_plan == plan.id then
+    local again = {}
+    for verdict in string.gmatch(answer, '[^,]+') do
+      table.insert(again, tonumber(verdict))
+    end
+    return again
+  end
+end
+local hwm = tonumber(hwm_text)
 local verdicts = {}
-local key = 8
 local now = nil
 local holding = false
 
@@ -62,10 +85,7 @@ local function record(entry)
   redis.call('XADD', KEYS[7], 'MAXLEN', '=', plan.maxlen, '*', unpack(entry.fields))
 end
 
-for _, run in ipairs(plan.runs) do
-  local claim_key = KEYS[key]
-  key = key + 1
-  local verdict = 1
+local function run(entry)
   if not holding then
     if not now then
       local t = redis.call('TIME')
@@ -73,35 +93,38 @@ for _, run in ipairs(plan.runs) do
     end
     redis.call('ZREMRANGEBYSCORE', KEYS[6], '-inf', now)
     if redis.call('ZCARD', KEYS[6]) >= plan.limit then
-      verdict = 2
+      record(entry.skip)
+      return 2
     end
+    redis.call('ZADD', KEYS[6], now + plan.window, plan.slot)
+    holding = true
   end
-  if not redis.call('SET', claim_key, run.claim, 'NX', 'PX', plan.ttl) then
-    redis.call('HINCRBY', KEYS[5], 'claims_refused_taken', 1)
-    verdict = 0
-  elseif verdict == 2 then
-    record(run.skip)
-  else
-    if not holding then
-      redis.call('ZADD', KEYS[6], now + plan.window, plan.slot)
-      holding = true
-    end
-    redis.call('HSET', KEYS[4], run.fire, run.claim)
-  end
-  table.insert(verdicts, verdict)
+  redis.call('HSET', KEYS[4], entry.fire, entry.claim)
+  return 1
 end
 
-for _, entry in ipairs(plan.unrun) do
-  local claim_key = KEYS[key]
-  key = key + 1
-  if redis.call('SET', claim_key, entry.claim, 'NX', 'PX', plan.ttl) then
-    record(entry)
-    table.insert(verdicts, 1)
-  else
-    redis.call('HINCRBY', KEYS[5], 'claims_refused_taken', 1)
-    table.insert(verdicts, 0)
+for _, entry in ipairs(plan.entries) do
+  local verdict = 0
+  if entry.manual then
+    if redis.call('SET', KEYS[9], entry.claim, 'NX', 'PX', plan.manual_ttl) then
+      verdict = run(entry)
+    end
+  elseif tonumber(entry.ms) > hwm then
+    hwm, hwm_text = tonumber(entry.ms), entry.ms
+    if entry.skip then
+      verdict = run(entry)
+    else
+      record(entry.record)
+      verdict = 1
+    end
   end
+  if verdict == 0 then
+    redis.call('HINCRBY', KEYS[5], 'claims_refused_taken', 1)
+  end
+  verdicts[entry.pos] = verdict
 end
+local answer = table.concat(verdicts, ',')
+redis.call('HSET', KEYS[8], plan.job, hwm_text .. ' ' .. plan.id .. ' ' .. answer)
 
 if plan.op ~= 'none' and redis.call('HEXISTS', KEYS[2], plan.job) == 1 then
   if plan.op == 'remove' then
@@ -142,6 +165,10 @@ def _entry(claim: Claim, record: RunRecord) -> dict[str, Any]:
     return {"claim": claim.to_json(), "metrics": metrics, "fields": record.flat_fields()}
 
 
+# How long a run-now's claim (by command id) is kept: longer than a command can be pending.
+MANUAL_CLAIM_TTL_MS = 2 * 3600 * 1000
+
+
 @dataclass
 class FirePlan:
     """What one wakeup does for one job; ``on_done`` gets the verdicts of its runs."""
@@ -153,16 +180,65 @@ class FirePlan:
     limit: int
     slot: str
     slot_window_ms: int
-    claim_ttl_ms: int
     on_done: Callable[[list[ClaimResult], float], None]  # verdicts, monotonic time sent
     op: str = "none"
     state: bytes = b""
     next_run: float | None = None
     unrun_logged: Callable[[RunRecord], None] = field(default=lambda record: None)
+    id: str = field(default_factory=lambda: uuid.uuid4().hex[:16])
+
+    @property
+    def fire_ids(self) -> set[str]:
+        """The fires this plan claims to run."""
+        return {claim.fire_id for claim, _ in self.runs}
+
+    def document(self, max_entries: int) -> str:
+        """The plan as the fire script reads it: entries in fire-time order."""
+        entries: list[dict[str, Any]] = []
+        for pos, (claim, skip) in enumerate(self.runs, start=1):
+            entries.append(
+                {
+                    "pos": pos,
+                    "ms": str(fire_ms(claim.scheduled_at)),
+                    "manual": bool(claim.manual),
+                    "claim": claim.to_json(),
+                    "fire": claim.fire_id,
+                    "skip": _entry(claim, skip),
+                }
+            )
+        for pos, (claim, record) in enumerate(self.unrun, start=len(self.runs) + 1):
+            ms = str(fire_ms(claim.scheduled_at))
+            entries.append({"pos": pos, "ms": ms, "record": _entry(claim, record)})
+        entries.sort(key=lambda entry: int(entry["ms"]))
+        return json.dumps(
+            {
+                "id": self.id,
+                "job": self.job_id,
+                "op": self.op,
+                "next": self.next_run,
+                "limit": self.limit,
+                "slot": self.slot,
+                "window": self.slot_window_ms,
+                "maxlen": max_entries,
+                "manual_ttl": MANUAL_CLAIM_TTL_MS,
+                "entries": entries,
+            }
+        )
+
+
+def decided_until(client: redis.Redis, keys: Keys, job_id: str) -> int | None:
+    """The newest fire time of ``job_id`` already decided (epoch ms), or None."""
+    mark = client.hget(keys.decided, job_id)
+    return int(text(mark).split(" ", 1)[0]) if mark else None
 
 
 class FireCycle:
-    """Plans of the current wakeup, sent together by ``flush``."""
+    """Plans of the current wakeup, sent together by ``flush``.
+
+    Plans whose answer did not arrive (Redis stalled past the client's retry) are sent again,
+    unchanged, before anything else: they may have been applied, and only their own answer
+    tells which of their fires this process must run.
+    """
 
     def __init__(
         self,
@@ -180,6 +256,7 @@ class FireCycle:
         self._fire = client.register_script(_FIRE)
         self._refresh = client.register_script(_REFRESH)
         self._plans: dict[str, FirePlan] = {}
+        self._unanswered: list[FirePlan] = []
 
     def plan(self, plan: FirePlan) -> None:
         self._plans[plan.job_id] = plan
@@ -189,47 +266,41 @@ class FireCycle:
 
     @property
     def pending(self) -> bool:
-        return bool(self._plans)
+        return bool(self._plans or self._unanswered)
+
+    @property
+    def unanswered_fires(self) -> set[str]:
+        """Fires of plans sent without an answer yet: maybe claimed by this process."""
+        return set().union(*(plan.fire_ids for plan in self._unanswered))
 
     def flush(self) -> datetime | None:
         """Send every plan and read the next run time, in one round trip."""
-        plans, self._plans = list(self._plans.values()), {}
+        plans = [*self._unanswered, *self._plans.values()]
+        self._plans, self._unanswered = {}, plans
         epoch = self._term.require()
         sent = time.monotonic()
         pipe = self._client.pipeline(transaction=False)
         for plan in plans:
-            document = {
-                "job": plan.job_id,
-                "op": plan.op,
-                "next": plan.next_run,
-                "ttl": plan.claim_ttl_ms,
-                "limit": plan.limit,
-                "slot": plan.slot,
-                "window": plan.slot_window_ms,
-                "maxlen": self._max_entries,
-                "runs": [
-                    {"claim": claim.to_json(), "fire": claim.fire_id, "skip": _entry(claim, skip)}
-                    for claim, skip in plan.runs
-                ],
-                "unrun": [_entry(claim, record) for claim, record in plan.unrun],
-            }
-            claim_keys = [self._claim_key(claim) for claim, _ in [*plan.runs, *plan.unrun]]
-            self._fire(
-                keys=[
-                    self._keys.epoch,
-                    self._keys.jobs,
-                    self._keys.run_times,
-                    self._keys.inflight,
-                    self._keys.counters,
-                    self._keys.running(plan.job_id),
-                    self._keys.runs(plan.job_id),
-                    *claim_keys,
-                ],
-                args=[epoch, json.dumps(document), plan.state],
-                client=pipe,
-            )
+            keys = [
+                self._keys.epoch,
+                self._keys.jobs,
+                self._keys.run_times,
+                self._keys.inflight,
+                self._keys.counters,
+                self._keys.running(plan.job_id),
+                self._keys.runs(plan.job_id),
+                self._keys.decided,
+                *(
+                    self._keys.manual_claim(claim.job_id, claim.manual)
+                    for claim, _ in plan.runs
+                    if claim.manual
+                ),
+            ]
+            document = plan.document(self._max_entries)
+            self._fire(keys=keys, args=[epoch, document, plan.state], client=pipe)
         pipe.zrange(self._keys.run_times, 0, 0, withscores=True)
         *answers, first = pipe.execute()
+        self._unanswered = []
         for plan, answer in zip(plans, answers, strict=True):
             verdicts = [int(value) for value in answer]
             if verdicts == [-1]:
@@ -242,10 +313,9 @@ class FireCycle:
             plan.on_done(runs, sent)
         return utc_timestamp_to_datetime(first[0][1]) if first else None
 
-    def _claim_key(self, claim: Claim) -> str:
-        if claim.manual:
-            return self._keys.manual_claim(claim.job_id, claim.manual)
-        return self._keys.claim(claim.job_id, fire_ms(claim.scheduled_at))
+    def forget_unanswered(self) -> None:
+        """The term is over: plans never answered are left to the lost-run sweep."""
+        self._unanswered = []
 
     def refresh_slots(self, slots: Sequence[tuple[str, str]], window_ms: int) -> set[str]:
         """Extend running slots (job id, member); the members that are gone."""

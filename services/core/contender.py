@@ -244,7 +244,6 @@ class Contender:
             ledger=self._ledger,
             registry=self._registry,
             runner=self.id,
-            claim_ttl_seconds=self.settings.claim_ttl_seconds,
             max_entries=self.settings.ledger_max_entries,
             slot_window_seconds=self.settings.member_window_seconds,
             slot_margin_seconds=self.settings.lease_ttl_seconds,

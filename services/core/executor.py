@@ -45,7 +45,6 @@ from services.core.registry import Registry, RunContext, enter_run
 
 logger = logging.getLogger("tickonce.runs")
 
-_FOREVER = timedelta(days=7)
 # A fire time handed over later than this is being caught up (downtime, failover).
 CATCH_UP_AFTER = timedelta(seconds=1)
 
@@ -159,7 +158,6 @@ class ClaimingExecutor(BaseExecutor):  # type: ignore[misc]
         ledger: RunLedger,
         registry: Registry,
         runner: str,
-        claim_ttl_seconds: float,
         max_entries: int,
         slot_window_seconds: float,
         slot_margin_seconds: float,
@@ -172,7 +170,6 @@ class ClaimingExecutor(BaseExecutor):  # type: ignore[misc]
         self._ledger = ledger
         self._registry = registry
         self._runner = runner
-        self._claim_ttl = timedelta(seconds=claim_ttl_seconds)
         self._max_entries = max_entries
         self._slot_window = slot_window_seconds
         self._slot_margin = slot_margin_seconds
@@ -194,11 +191,13 @@ class ClaimingExecutor(BaseExecutor):  # type: ignore[misc]
 
     def stop_accepting(self) -> None:
         self._accepting = False
+        self._cycle.forget_unanswered()
 
     @property
     def running_fires(self) -> set[str]:
-        """Fire ids claimed by this executor whose ledger entry is not written yet."""
-        return set(self._running_fires)
+        """Fire ids claimed by this executor whose ledger entry is not written yet, and those
+        it may have claimed (their plan's answer is still awaited)."""
+        return self._running_fires | self._cycle.unanswered_fires
 
     @property
     def busy(self) -> bool:
@@ -315,19 +314,11 @@ class ClaimingExecutor(BaseExecutor):  # type: ignore[misc]
                 limit=job.max_instances,
                 slot=slot,
                 slot_window_ms=int(self._slot_window * 1000),
-                claim_ttl_ms=self._claim_ttl_ms(job),
                 on_done=started,
                 unrun_logged=log_run,
             )
         )
         return verdicts
-
-    def _claim_ttl_ms(self, job: Job) -> int:
-        if job.misfire_grace_time is None:
-            ttl = max(self._claim_ttl, _FOREVER)
-        else:
-            ttl = max(self._claim_ttl, 2 * timedelta(seconds=job.misfire_grace_time))
-        return int(ttl.total_seconds() * 1000)
 
     def _start(self, job: Job, claims: list[Claim], slot: str, sent: float) -> None:
         """Run claimed fires one after another under their running slot."""

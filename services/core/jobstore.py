@@ -25,18 +25,24 @@ from services.core.policy import RunPolicy, overlap_name
 logger = logging.getLogger(__name__)
 
 # A job store write lands only while the writer's epoch is the current one, so a deposed leader
-# can never move a job's next run time. KEYS: epoch, jobs, run_times.
+# can never move a job's next run time. Retrying a write that landed gives the same answer (the
+# client re-sends after a timeout and Redis may run both): an add finds its own state, a remove
+# finds the job gone. KEYS: epoch, jobs, run_times.
 # ARGV: epoch, op (add|update|remove), job id, pickled state, next run timestamp ('' = paused).
 _FENCED_WRITE = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
 local exists = redis.call('HEXISTS', KEYS[2], ARGV[3])
-if ARGV[2] == 'add' and exists == 1 then return -2 end
-if ARGV[2] ~= 'add' and exists == 0 then return -3 end
+if ARGV[2] == 'add' and exists == 1 then
+  if redis.call('HGET', KEYS[2], ARGV[3]) == ARGV[4] then return 1 end
+  return -2
+end
 if ARGV[2] == 'remove' then
+  if exists == 0 then return 1 end
   redis.call('HDEL', KEYS[2], ARGV[3])
   redis.call('ZREM', KEYS[3], ARGV[3])
   return 1
 end
+if exists == 0 and ARGV[2] ~= 'add' then return -3 end
 redis.call('HSET', KEYS[2], ARGV[3], ARGV[4])
 if ARGV[5] == '' then
   redis.call('ZREM', KEYS[3], ARGV[3])

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import redis
 from apscheduler.schedulers.base import BaseScheduler
+from apscheduler.triggers.base import BaseTrigger
 
+from services.core.claims import decided_until
 from services.core.connection import text
 from services.core.execution import run_task
 from services.core.keys import Keys
+from services.core.ledger import fire_ms
 from services.core.registry import Registry
 
 logger = logging.getLogger(__name__)
@@ -35,6 +38,11 @@ def sync_registered_jobs(
         }
         if stored is None:
             trigger = spec.build_trigger()
+            if spec.trigger == "date" and _already_fired(trigger, client, keys, spec.id):
+                # A one-off job runs once: APScheduler removed it after its fire time was
+                # decided; adding it again would only have that time refused.
+                client.hset(keys.definitions, spec.id, spec.fingerprint)
+                continue
             if spec.start_paused:
                 fields["next_run_time"] = None
             scheduler.add_job(run_task, trigger=trigger, id=spec.id, **fields)
@@ -67,3 +75,9 @@ def sync_registered_jobs(
                 job_id,
             )
         client.hdel(keys.definitions, job_id)
+
+
+def _already_fired(trigger: BaseTrigger, client: redis.Redis, keys: Keys, job_id: str) -> bool:
+    at = trigger.get_next_fire_time(None, datetime.now(UTC))
+    decided = decided_until(client, keys, job_id)
+    return at is not None and decided is not None and fire_ms(at) <= decided

@@ -42,6 +42,14 @@ class Keys:
         return f"{self.prefix}counters"
 
     @property
+    def decided(self) -> str:
+        """Hash: job id -> ``"<ms> <plan id> <verdicts>"``: the newest fire time of the job
+        that was decided (claimed to run, or recorded as not run), and the last fire plan
+        applied with its answer. Fire times at or before the mark are never decided again,
+        whatever restarts or syncs happen; a retried plan gets its first answer back."""
+        return f"{self.prefix}decided"
+
+    @property
     def definitions(self) -> str:
         """Hash: job id -> fingerprint of its definition in code, as last synced."""
         return f"{self.prefix}definitions"
@@ -75,12 +83,8 @@ class Keys:
         return f"{self.prefix}command:{command_id}:reply"
 
     def manual_claim(self, job_id: str, command_id: str) -> str:
-        """String: the claim of a run-now command, so it runs at most once."""
+        """String: the claim of a run-now command, so it runs at most once (expires)."""
         return f"{self.prefix}claim:{job_id}:manual:{command_id}"
-
-    def claim(self, job_id: str, scheduled_ms: int) -> str:
-        """String: who claimed this job's fire time; set once, with an expiry."""
-        return f"{self.prefix}claim:{job_id}:{scheduled_ms}"
 
     def running(self, job_id: str) -> str:
         """Sorted set: running slots of a job (member -> expiry, Redis ms); the cluster-wide

@@ -11,8 +11,13 @@ from services.core.connection import text
 from services.core.keys import Keys
 
 # Taking the lease and bumping the epoch are one atomic step, so no two holders ever share an
-# epoch. KEYS: lease, epoch, counters. ARGV: token, ttl ms. Returns the new epoch, or 0.
+# epoch. A retried request (the client re-sends after a timeout, Redis may run both) finds its
+# own token and gets the same epoch back, so the lease is never held by a token nobody has.
+# KEYS: lease, epoch, counters. ARGV: token, ttl ms. Returns the epoch, or 0.
 _ACQUIRE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return tonumber(redis.call('GET', KEYS[2]))
+end
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
   redis.call('HINCRBY', KEYS[3], 'lease_acquisitions', 1)
   return redis.call('INCR', KEYS[2])

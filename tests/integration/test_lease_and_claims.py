@@ -72,7 +72,6 @@ def fire(
             limit=limit,
             slot=slot,
             slot_window_ms=window_ms,
-            claim_ttl_ms=TTL_MS,
             on_done=lambda results, sent: verdicts.extend(results),
         )
     )
@@ -104,7 +103,6 @@ def record_unrun(
             limit=1,
             slot="t#0",
             slot_window_ms=60_000,
-            claim_ttl_ms=TTL_MS,
             on_done=lambda results, sent: None,
             unrun_logged=recorded.append,
         )
@@ -160,16 +158,19 @@ def test_claims_refuse_a_stale_epoch_and_a_second_claim_of_the_same_fire(
     client.set(keys.epoch, 2)
 
     assert fire(client, keys, claim(epoch=1)) is ClaimResult.STALE_EPOCH
-    assert not client.exists(keys.claim("job", int(FIRE.timestamp() * 1000))), (
-        "a stale epoch's claim must not take the fire time"
+    assert not client.hexists(keys.decided, "job"), (
+        "a stale epoch's claim must not decide the fire time"
     )
     assert fire(client, keys, claim(epoch=2)) is ClaimResult.GRANTED
     assert fire(client, keys, claim(epoch=2, runner="b:2")) is ClaimResult.TAKEN
     later = FIRE + timedelta(seconds=1)
     assert fire(client, keys, claim(epoch=2, at=later)) is ClaimResult.GRANTED
+    assert fire(client, keys, claim(epoch=2)) is ClaimResult.TAKEN, (
+        "a fire time before the newest decided one is never decided again"
+    )
 
     counters = client.hgetall(keys.counters)
-    assert counters == {"claims_refused_stale_epoch": "1", "claims_refused_taken": "1"}
+    assert counters == {"claims_refused_stale_epoch": "1", "claims_refused_taken": "2"}
     assert client.hlen(keys.inflight) == 2, "granted claims are inflight until recorded"
 
 

@@ -7,6 +7,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -57,6 +58,9 @@ class RedisServer:
                 "",
                 "--dir",
                 str(self.workdir),
+                # DEBUG SLEEP stalls the server on demand (tests of Redis hiccups).
+                "--enable-debug-command",
+                "yes",
                 *persistence,
             ],
             stdout=(self.workdir / "redis.log").open("ab"),
@@ -90,3 +94,17 @@ class RedisServer:
 
     def client(self) -> redis.Redis:
         return redis.Redis(port=self.port, decode_responses=True, socket_timeout=5)
+
+    def stall(self, seconds: float, *, after: float = 0.0) -> threading.Thread:
+        """Stall the server for ``seconds`` (``DEBUG SLEEP``: it answers nothing meanwhile,
+        then executes what queued up), starting ``after`` seconds from now, in the background.
+        Join the returned thread to wait for the stall to end."""
+
+        def sleep() -> None:
+            time.sleep(after)
+            with redis.Redis(port=self.port, socket_timeout=seconds + 5) as client:
+                client.execute_command("DEBUG", "SLEEP", f"{seconds:.3f}")
+
+        thread = threading.Thread(target=sleep, daemon=True)
+        thread.start()
+        return thread

@@ -1,0 +1,27 @@
+"""A job body that records each of its runs itself (a Redis list per job), independent of the
+ledger: for one-off (date) jobs whose second run would be the failure."""
+
+from __future__ import annotations
+
+import json
+
+import redis
+
+from services.core.keys import Keys
+from services.core.ledger import fire_ms
+from services.core.registry import current_run
+from services.core.settings import get_settings
+
+
+def runs_key(prefix: str, job_id: str) -> str:
+    return Keys(prefix).example(f"once:{job_id}")
+
+
+def send_invoice() -> None:
+    run = current_run()
+    settings = get_settings()
+    with redis.Redis.from_url(settings.redis_url) as client:
+        client.rpush(
+            runs_key(settings.key_prefix, run.job_id),
+            json.dumps({"at": fire_ms(run.scheduled_at), "runner": run.runner}),
+        )
