@@ -15,7 +15,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ReadOnlyError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from services.api.auth import ReadAccess
+from services.api.auth import ReadAccess, reads_protected
 from services.api.limits import BodySizeLimit
 from services.api.models import ErrorOut
 from services.api.routes import health, jobs, metrics, page, scheduler
@@ -68,7 +68,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def redis_unavailable(request: Request, exc: Exception) -> JSONResponse:
         return JSONResponse(
             status_code=503,
-            content={"detail": f"Redis at {settings.redacted_redis_url} is unavailable: {exc}"},
+            content={
+                "detail": f"Redis at {settings.redacted_redis_url} is unavailable: "
+                f"{settings.redact(str(exc))}"
+            },
         )
 
     async def invalid_request(request: Request, exc: Exception) -> JSONResponse:
@@ -84,7 +87,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for error in (RedisConnectionError, RedisTimeoutError, ReadOnlyError):
         app.add_exception_handler(error, redis_unavailable)
     app.add_middleware(BodySizeLimit)
-    reads = [ReadAccess] if settings.api_read_token_required else []
+    reads = [ReadAccess] if reads_protected(settings) else []
     app.include_router(health.router)
     app.include_router(scheduler.router, dependencies=reads)
     app.include_router(jobs.router, dependencies=reads)

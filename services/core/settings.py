@@ -2,15 +2,71 @@
 
 from __future__ import annotations
 
+import hmac
 import sys
 from functools import lru_cache
 from typing import Annotated, Literal, NoReturn
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
-from redis.connection import parse_url
+from redis.connection import URL_QUERY_ARGUMENT_PARSERS, parse_url
 
 DEFAULT_JOBS_MODULES = ["services.jobs.examples"]
+
+REDACTED = "***"
+# Query parameters of a Redis URL that are connection options, shown in messages. redis-py
+# passes every other one (password, username, ssl_password, ...) to the connection: hidden.
+_SHOWN_QUERY = frozenset(URL_QUERY_ARGUMENT_PARSERS)
+_HIDDEN_SETTINGS = frozenset({"API_TOKEN", "API_READ_TOKEN"})
+
+
+def _redaction(url: str) -> tuple[str, set[str]]:
+    """``url`` as messages may show it, and the secrets it holds (raw and decoded)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # e.g. an unclosed IPv6 bracket: show nothing but the scheme
+        scheme = url.partition("://")[0] if "://" in url else ""
+        return (f"{scheme}://{REDACTED}" if scheme else REDACTED), {url}
+    secrets: set[str] = set()
+    head = f"{parts.scheme}:" if parts.scheme else ""
+    slashes = "//" if url[len(head) :].startswith("//") else ""
+    netloc, path = parts.netloc, parts.path
+    # Everything before the last "@" is user and password (urllib and redis-py split there);
+    # without an authority (a malformed URL) the same holds for the path.
+    if "@" in netloc:
+        userinfo, _, hostinfo = netloc.rpartition("@")
+        netloc = f"{REDACTED}@{hostinfo}"
+        for part in (userinfo, *userinfo.split(":", 1)):
+            secrets.update((part, unquote(part)))
+    elif "@" in path:
+        userinfo, _, rest = path.rpartition("@")
+        path = f"{REDACTED}@{rest}"
+        secrets.update((userinfo, unquote(userinfo)))
+    pairs = []
+    for name, value in parse_qsl(parts.query):
+        if name in _SHOWN_QUERY:
+            pairs.append((name, value))
+        else:
+            pairs.append((name, REDACTED))
+            secrets.add(value)
+    secrets.update(
+        raw.partition("=")[2]
+        for raw in parts.query.split("&")
+        if raw.partition("=")[0] not in _SHOWN_QUERY
+    )
+    query = f"?{urlencode(pairs, safe='*')}" if pairs else ""
+    # The fragment is dropped: redis-py ignores it, and an unencoded "#" in a password
+    # would put the password's tail there.
+    if parts.fragment:
+        secrets.add(parts.fragment)
+    return f"{head}{slashes}{netloc}{path}{query}", {secret for secret in secrets if secret}
+
+
+def redact_redis_url(url: str) -> str:
+    """A Redis URL for messages: user and password (in the URL or its query) become ``***``;
+    scheme, host, port, db, socket path and connection options stay readable."""
+    return _redaction(url)[0]
 
 
 class Settings(BaseSettings):
@@ -46,7 +102,13 @@ class Settings(BaseSettings):
     api_token: SecretStr | None = Field(
         None, description="Bearer token that allows changes through the API; unset = refused."
     )
-    api_read_token_required: bool = Field(False, description="Require the token for reads too.")
+    api_read_token: SecretStr | None = Field(
+        None,
+        description="Bearer token that allows reads only; set = reads need it or API_TOKEN.",
+    )
+    api_read_token_required: bool = Field(
+        False, description="Reads need a token (API_READ_TOKEN or API_TOKEN) even without one."
+    )
     command_timeout_seconds: float = Field(
         5.0, gt=0, le=60, description="How long the API waits for the leader to apply a change."
     )
@@ -75,13 +137,25 @@ class Settings(BaseSettings):
             raise ValueError("must be non-empty and contain no whitespace")
         return value
 
-    @field_validator("api_token", mode="before")
+    @field_validator("api_token", "api_read_token", mode="before")
     @classmethod
     def _token(cls, value: object) -> object:
         if value in (None, ""):
             return None
         if isinstance(value, str) and len(value) < 16:
             raise ValueError("must be at least 16 characters (e.g. `openssl rand -hex 24`)")
+        return value
+
+    @field_validator("api_read_token")
+    @classmethod
+    def _read_token_differs(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        write = info.data.get("api_token")
+        if (
+            value is not None
+            and isinstance(write, SecretStr)
+            and hmac.compare_digest(value.get_secret_value(), write.get_secret_value())
+        ):
+            raise ValueError("must differ from API_TOKEN (this one may only read)")
         return value
 
     @field_validator("jobs_modules", mode="before")
@@ -128,12 +202,17 @@ class Settings(BaseSettings):
 
     @property
     def redacted_redis_url(self) -> str:
-        """The Redis URL without its password, for messages."""
-        parsed = parse_url(self.redis_url)  # type: ignore[no-untyped-call]
-        if parsed.get("password") and (host := parsed.get("host")):
-            scheme = self.redis_url.split("://", 1)[0]
-            return f"{scheme}://***@{host}:{parsed.get('port', 6379)}/{parsed.get('db', 0)}"
-        return self.redis_url
+        """The Redis URL without user, password or secret query values, for messages."""
+        return redact_redis_url(self.redis_url)
+
+    def redact(self, text: str) -> str:
+        """``text`` (an error message, say) with the Redis URL and each of its secrets
+        replaced, whatever a client library put in it."""
+        redacted, secrets = _redaction(self.redis_url)
+        text = text.replace(self.redis_url, redacted)
+        for secret in sorted(secrets, key=len, reverse=True):
+            text = text.replace(secret, REDACTED)
+        return text
 
 
 class ConfigError(Exception):
@@ -146,7 +225,13 @@ def describe_validation_error(error: ValidationError) -> str:
     for item in error.errors():
         name = str(item["loc"][0]).upper() if item["loc"] else "settings"
         message = item["msg"].removeprefix("Value error, ")
-        shown = "<hidden>" if name == "API_TOKEN" else repr(item.get("input"))
+        value = item.get("input")
+        if name in _HIDDEN_SETTINGS:
+            shown = "<hidden>"
+        elif name == "REDIS_URL" and isinstance(value, str):
+            shown = repr(redact_redis_url(value))
+        else:
+            shown = repr(value)
         parts.append(f"{name}={shown}: {message}")
     return "invalid setting " + "; ".join(parts)
 

@@ -6,8 +6,9 @@ import subprocess
 import sys
 
 import pytest
+from pydantic import ValidationError
 
-from services.core.settings import ConfigError, Settings, describe_validation_error
+from services.core.settings import ConfigError, Settings, describe_validation_error, get_settings
 from tests.support.processes import BIN, REPO
 
 
@@ -28,6 +29,118 @@ def test_the_password_never_appears_in_messages() -> None:
 
 
 @pytest.mark.parametrize(
+    ("url", "secrets", "redacted"),
+    [
+        ("redis://:s3cret@redis:6379/0", ["s3cret"], "redis://***@redis:6379/0"),
+        (
+            "redis://user:s3cret@host:6379/0",
+            ["s3cret", "user:s3cret"],
+            "redis://***@host:6379/0",
+        ),
+        (
+            "rediss://admin:s3cret@cache.example.com:6380/2",
+            ["s3cret", "admin:s3cret"],
+            "rediss://***@cache.example.com:6380/2",
+        ),
+        ("redis://s3cret@host:6379/0", ["s3cret"], "redis://***@host:6379/0"),
+        ("redis://:s3cr%40et@host/1", ["s3cr%40et", "s3cr@et"], "redis://***@host/1"),
+        (
+            "redis://host:6379/0?password=s3cret",
+            ["s3cret"],
+            "redis://host:6379/0?password=***",
+        ),
+        (
+            "redis://host:6379?db=3&username=admin&password=s3cret",
+            ["s3cret", "admin"],
+            "redis://host:6379?db=3&username=***&password=***",
+        ),
+        (
+            "rediss://host:6380/0?ssl_password=s3cret&socket_timeout=2",
+            ["s3cret"],
+            "rediss://host:6380/0?ssl_password=***&socket_timeout=2",
+        ),
+        (
+            "redis://[::1]:6379/0?password=s3cr%26et",
+            ["s3cr%26et", "s3cr&et"],
+            "redis://[::1]:6379/0?password=***",
+        ),
+        (
+            "unix://:s3cret@/tmp/redis.sock?db=0",
+            ["s3cret"],
+            "unix://***@/tmp/redis.sock?db=0",
+        ),
+        (
+            "unix://user:s3cret@/var/run/redis/redis.sock?db=2",
+            ["s3cret", "user:s3cret"],
+            "unix://***@/var/run/redis/redis.sock?db=2",
+        ),
+        ("unix:///tmp/x.sock?password=s3cret", ["s3cret"], "unix:///tmp/x.sock?password=***"),
+        ("unix:///tmp/x.sock?db=0#s3cret", ["s3cret"], "unix:///tmp/x.sock?db=0"),
+        ("redis://localhost:6379/0", [], "redis://localhost:6379/0"),
+        ("unix:///tmp/redis.sock", [], "unix:///tmp/redis.sock"),
+    ],
+)
+def test_every_form_of_redis_secret_is_redacted(
+    url: str, secrets: list[str], redacted: str
+) -> None:
+    settings = Settings(redis_url=url)
+    shown = settings.redacted_redis_url
+    for secret in secrets:
+        assert secret not in shown
+    assert shown == redacted, "host, port, db and socket path stay readable"
+
+
+def test_error_texts_are_scrubbed_of_the_url_and_password() -> None:
+    settings = Settings(redis_url="unix://user:s3cr%40et@/tmp/redis.sock?password=0ther")
+    text = f"boom: {settings.redis_url} said s3cr@et, s3cr%40et and 0ther"
+    scrubbed = settings.redact(text)
+    for secret in ("s3cr@et", "s3cr%40et", "0ther", "user:"):
+        assert secret not in scrubbed
+    assert scrubbed.startswith("boom: unix://***@/tmp/redis.sock?password=***")
+
+
+def test_a_bad_redis_url_is_named_without_its_password(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REDIS_URL", "redis://user:s3cret@localhost:notaport/0")
+    with pytest.raises(ValidationError) as caught:
+        Settings()
+    message = describe_validation_error(caught.value)
+    assert message.startswith("invalid setting REDIS_URL='redis://***@localhost:notaport/0'")
+    assert "s3cret" not in message
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        ({"API_READ_TOKEN": "short-secret"}, "at least 16 characters"),
+        (
+            {"API_TOKEN": "same-token-0123456789", "API_READ_TOKEN": "same-token-0123456789"},
+            "must differ from API_TOKEN",
+        ),
+    ],
+)
+def test_a_bad_read_token_is_named_but_never_shown(
+    monkeypatch: pytest.MonkeyPatch, overrides: dict[str, str], expected: str
+) -> None:
+    for variable, value in overrides.items():
+        monkeypatch.setenv(variable, value)
+    with pytest.raises(ValidationError) as caught:
+        Settings()
+    message = describe_validation_error(caught.value)
+    assert message.startswith("invalid setting API_READ_TOKEN=<hidden>: ")
+    assert expected in message
+    assert "short-secret" not in message and "same-token" not in message
+
+
+def test_an_empty_read_token_is_unset(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("API_READ_TOKEN", "")
+    assert Settings().api_read_token is None
+    monkeypatch.setenv("API_READ_TOKEN", "read-token-0123456789")
+    token = Settings().api_read_token
+    assert token is not None and token.get_secret_value() == "read-token-0123456789"
+    assert "read-token" not in repr(Settings())
+
+
+@pytest.mark.parametrize(
     ("variable", "value", "expected"),
     [
         ("LEASE_TTL_SECONDS", "0", "greater than 0"),
@@ -42,13 +155,21 @@ def test_a_bad_setting_is_named_in_one_line(
     monkeypatch: pytest.MonkeyPatch, variable: str, value: str, expected: str
 ) -> None:
     monkeypatch.setenv(variable, value)
-    with pytest.raises(Exception) as caught:
+    with pytest.raises(ValidationError) as caught:
         Settings()
-    message = describe_validation_error(caught.value)  # type: ignore[arg-type]
+    message = describe_validation_error(caught.value)
     assert message.startswith(f"invalid setting {variable}=")
+    assert [str(item["loc"][0]).upper() for item in caught.value.errors()] == [variable]
     assert expected in message
     assert "\n" not in message
-    assert isinstance(ConfigError(message), Exception)
+
+    get_settings.cache_clear()
+    try:
+        with pytest.raises(ConfigError) as config_error:
+            get_settings()
+    finally:
+        get_settings.cache_clear()
+    assert str(config_error.value) == message, "processes stop with this one line"
 
 
 def run(argv: list[str], **env: str) -> subprocess.CompletedProcess[str]:

@@ -29,10 +29,12 @@ async def readyz(state: Annotated[ApiState, Depends(get_state)]) -> StatusOut | 
     try:
         await state.redis.ping()
     except RedisError as exc:
+        settings = state.settings
         return JSONResponse(
             status_code=503,
             content={
-                "detail": f"Redis at {state.settings.redacted_redis_url} does not answer: {exc}"
+                "detail": f"Redis at {settings.redacted_redis_url} does not answer: "
+                f"{settings.redact(str(exc))}"
             },
         )
     return StatusOut(status="ready")
