@@ -7,7 +7,10 @@ A command is never applied twice and never silently lost:
   command the API reported as not applied can never be applied later;
 - a leader that dies mid-command leaves the stream entry pending; the next leader claims it
   (XAUTOCLAIM) and applies it again, which is safe because every operation is idempotent
-  (a run-now is claimed by its command id, so it runs at most once).
+  (a run-now is claimed by its command id, so it runs at most once);
+- commands apply in the order they were sent: pending entries (older than anything unread)
+  are settled first, at once, and a command that could not be settled (Redis failed) stops
+  the pass, so nothing newer overtakes it.
 """
 
 from __future__ import annotations
@@ -129,25 +132,25 @@ class CommandConsumer:
         apply: Apply,
         *,
         block_ms: int,
-        reclaim_idle_ms: int,
     ) -> None:
         self._client = client
         self._keys = keys
         self._consumer = consumer
         self._apply = apply
         self._block_ms = block_ms
-        self._reclaim_idle_ms = reclaim_idle_ms
 
     async def run(self) -> None:
         """Serve commands until cancelled (when this process stops leading)."""
         await self._ensure_group()
         while True:
-            # First what a leader that died took but never finished, then what is new.
+            # First what a leader that died took but never finished, then what is new. Only
+            # the leader reads, and a deposed one can no longer write the job store: nothing
+            # pending is in anyone else's hands, so it is taken however briefly it was idle.
             reclaimed: list[Any] = await self._client.xautoclaim(
                 self._keys.commands,
                 self._keys.command_group,
                 self._consumer,
-                min_idle_time=self._reclaim_idle_ms,
+                min_idle_time=0,
                 start_id="0-0",
                 count=50,
             )

@@ -270,13 +270,13 @@ class Contender:
             self.id,
             Control(scheduler, executor, self._registry).apply,
             block_ms=int(self.settings.contender_redis_timeout * 500),
-            reclaim_idle_ms=self.settings.lease_ttl_ms,
         )
         commands = asyncio.get_running_loop().create_task(self._serve_commands(consumer))
         return _LeaderRun(scheduler, executor, client, commands)
 
     async def _serve_commands(self, consumer: CommandConsumer) -> None:
-        """Apply commands while leading; this task is cancelled when leadership ends."""
+        """Apply commands while leading; this task is cancelled when leadership ends, and
+        nothing else ends it: a failure is logged and the commands are read again."""
         while True:
             try:
                 await consumer.run()
@@ -284,9 +284,11 @@ class Contender:
                 self._fence(str(exc))
                 return
             except RedisError as exc:
-                # Unacknowledged commands stay pending and are claimed again.
+                # Unacknowledged commands stay pending and are claimed again, in order.
                 logger.warning("reading commands failed (%s); retrying", exc)
-                await asyncio.sleep(self.settings.standby_retry_interval)
+            except Exception:
+                logger.exception("serving commands failed; retrying")
+            await asyncio.sleep(self.settings.standby_retry_interval)
 
     # -- housekeeping -------------------------------------------------------------------------
 

@@ -7,20 +7,25 @@ lets a new leader re-apply a command its predecessor may have applied before dyi
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 from typing import Any
 
 from apscheduler.job import Job
 from apscheduler.schedulers.base import BaseScheduler
 from pydantic import ValidationError
+from redis.exceptions import RedisError
 
 from services.core.commands import Command, Outcome
 from services.core.execution import UnknownTaskError, resolve, run_task
 from services.core.executor import ClaimingExecutor
+from services.core.fencing import NotLeaderError
 from services.core.jobstore import JobView, task_of
 from services.core.policy import RunPolicy
 from services.core.registry import DEFAULTS, JobDefinitionError, Registry, check_kwargs
 from services.core.schedules import JobCreate, JobUpdate, first_fire
+
+logger = logging.getLogger("tickonce.commands")
 
 
 class Refusal(Exception):
@@ -52,7 +57,9 @@ class Control:
         self._registry = registry
 
     def apply(self, command: Command) -> Outcome:
-        """The outcome of one command (NotLeaderError propagates: the next leader applies it)."""
+        """The outcome of one command; every failure is answered, none escapes, except those
+        that mean it must be applied again: NotLeaderError (the next leader applies it) and
+        Redis errors (it stays pending and is retried)."""
         handlers = {
             "pause": self._pause,
             "resume": self._resume,
@@ -69,6 +76,16 @@ class Control:
             return Outcome(status="done", code=422, detail=describe_validation(exc))
         except (JobDefinitionError, UnknownTaskError, ValueError) as exc:
             return Outcome(status="done", code=422, detail=str(exc))
+        except (NotLeaderError, RedisError):
+            raise
+        except Exception as exc:
+            logger.exception("command %s %s %s failed", command.id, command.op, command.job_id)
+            return Outcome(
+                status="done",
+                code=500,
+                detail=f"the leader could not apply {command.op} to job {command.job_id!r}: "
+                f"{type(exc).__name__}: {exc}",
+            )
 
     def _job(self, job_id: str) -> Job:
         job = self._scheduler.get_job(job_id)

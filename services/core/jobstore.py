@@ -220,6 +220,18 @@ async def read_jobs(client: aioredis.Redis, keys: Keys) -> list[Job]:
     return sorted(jobs, key=lambda job: job.id)
 
 
+class UnreadableJobError(Exception):
+    """A stored job this code cannot load (stored by another version, or damaged)."""
+
+
 async def read_job(client: aioredis.Redis, keys: Keys, job_id: str) -> Job | None:
+    """One stored job, None if there is none; UnreadableJobError if it cannot be loaded."""
     state = await client.hget(keys.jobs, job_id)
-    return job_from_state(state) if state else None
+    if not state:
+        return None
+    try:
+        return job_from_state(state)
+    except Exception as exc:
+        raise UnreadableJobError(
+            f"stored job {job_id!r} cannot be loaded by this version: {type(exc).__name__}: {exc}"
+        ) from None

@@ -10,7 +10,7 @@ from services.api.auth import AUTH_ERRORS, WriteAccess
 from services.api.models import ErrorOut, RunOut
 from services.api.state import ApiState, get_state
 from services.core.execution import UnknownTaskError, resolve
-from services.core.jobstore import JobView, read_job, read_jobs
+from services.core.jobstore import JobView, UnreadableJobError, read_job, read_jobs
 from services.core.registry import JobDefinitionError, check_kwargs, registry
 from services.core.schedules import JobCreate, JobUpdate
 
@@ -34,7 +34,10 @@ CONFLICT: dict[int | str, dict[str, Any]] = {
 
 
 async def existing(state: ApiState, job_id: str) -> JobView:
-    job = await read_job(state.redis_bytes, state.keys, job_id)
+    try:
+        job = await read_job(state.redis_bytes, state.keys, job_id)
+    except UnreadableJobError as exc:
+        raise HTTPException(status_code=500, detail=str(exc)) from None
     if job is None:
         raise HTTPException(status_code=404, detail=f"job {job_id!r} not found")
     return JobView.of(job)
@@ -152,7 +155,7 @@ async def create_job(body: JobCreate, state: State) -> JobView:
         check_kwargs(body.id, task.func, body.kwargs)
     except JobDefinitionError as exc:
         raise unprocessable(str(exc), "kwargs") from None
-    if await read_job(state.redis_bytes, state.keys, body.id) is not None:
+    if await state.redis_bytes.hexists(state.keys.jobs, body.id):
         raise HTTPException(
             status_code=409,
             detail=f"a job with id {body.id!r} already exists; choose another id or PATCH it",
