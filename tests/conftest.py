@@ -2,6 +2,10 @@
 
 The session's Redis is a container (testcontainers) when Docker is available, else a local
 redis-server process. Tests that pause, crash or restart Redis get a private redis-server.
+
+Markers (pyproject.toml lists what each selects) are applied here, at collection, by directory
+and by fixture: pytest ignores ``pytestmark`` in a conftest.py, so a directory cannot mark its
+own tests, and a test that uses the ``processes`` fixture is marked whatever its file says.
 """
 
 from __future__ import annotations
@@ -9,6 +13,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 import redis
@@ -17,6 +22,50 @@ from services.core.settings import Settings, get_settings
 from tests.support.containers import ContainerRedis, docker_problem
 from tests.support.processes import Processes
 from tests.support.redis_server import RedisServer
+
+TESTS = Path(__file__).resolve().parent
+
+# Every test under a directory carries its markers.
+DIRECTORY_MARKERS: dict[str, tuple[str, ...]] = {
+    "chaos": ("chaos", "processes"),
+    "e2e": ("containers",),
+}
+# Every test that uses a fixture carries its marker: `processes` starts scheduler and gunicorn
+# processes, `stack` is the compose stack.
+FIXTURE_MARKERS: dict[str, str] = {"processes": "processes", "stack": "containers"}
+
+
+def markers_for(item: pytest.Item) -> set[str]:
+    """The markers a test must carry because of where it lives and what fixtures it uses."""
+    wanted: set[str] = set()
+    for directory, names in DIRECTORY_MARKERS.items():
+        if item.path.is_relative_to(TESTS / directory):
+            wanted.update(names)
+    fixtures: list[str] = getattr(item, "fixturenames", [])
+    wanted.update(marker for fixture, marker in FIXTURE_MARKERS.items() if fixture in fixtures)
+    return wanted
+
+
+def refuse_pytestmark_in_conftest(config: pytest.Config) -> None:
+    """A ``pytestmark`` in a conftest.py marks nothing; fail instead of silently selecting."""
+    for plugin in config.pluginmanager.get_plugins():
+        if (
+            isinstance(plugin, ModuleType)
+            and Path(plugin.__file__ or "").name == "conftest.py"
+            and hasattr(plugin, "pytestmark")
+        ):
+            raise pytest.UsageError(
+                f"{plugin.__file__}: pytest ignores pytestmark in a conftest.py; "
+                "mark the directory in DIRECTORY_MARKERS of tests/conftest.py instead"
+            )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    refuse_pytestmark_in_conftest(config)
+    for item in items:
+        present = {mark.name for mark in item.iter_markers()}
+        for name in sorted(markers_for(item) - present):
+            item.add_marker(name)
 
 
 @pytest.fixture(scope="session")

@@ -1,7 +1,5 @@
-"""Chaos tests: real scheduler (and gunicorn) processes under faults; bounded in time."""
+"""Chaos tests: real scheduler (and gunicorn) processes under faults; bounded in time.
 
-from __future__ import annotations
-
-import pytest
-
-pytestmark = [pytest.mark.chaos, pytest.mark.processes]
+Every test here is marked ``chaos`` and ``processes`` by tests/conftest.py (DIRECTORY_MARKERS):
+pytest ignores ``pytestmark`` in a conftest.py.
+"""

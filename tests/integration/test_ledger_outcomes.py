@@ -7,7 +7,6 @@ import time
 from collections import Counter
 from collections.abc import Callable
 
-import pytest
 import redis
 
 from services.core.contender import Contender
@@ -15,8 +14,6 @@ from services.core.registry import Registry, RunContext, current_run
 from services.core.settings import Settings
 from tests.support.ledger_checks import duplicates, gaps, read_evidence
 from tests.support.redis_server import RedisServer
-
-pytestmark = pytest.mark.chaos  # jobs that raise, hang past their timeout, block their loop
 
 
 async def test_failures_overlaps_blocking_timeouts_and_sync_jobs_are_all_recorded(
