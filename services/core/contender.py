@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Literal
@@ -16,6 +15,7 @@ from typing import Literal
 import redis
 from redis.exceptions import RedisError
 
+from services.core.bodies import BodyPool
 from services.core.claims import FireCycle
 from services.core.commands import CommandConsumer
 from services.core.connection import async_redis, runner_id, sync_redis
@@ -67,7 +67,11 @@ class Contender:
         self._membership = Membership(
             self._redis, self.keys, self.id, mode, int(settings.member_window_seconds * 1000)
         )
-        self._threads = ThreadPoolExecutor(settings.job_threads, thread_name_prefix="tickonce-job")
+        self._bodies = BodyPool(
+            settings.job_processes,
+            stop_grace=settings.body_stop_grace,
+            preload=settings.jobs_modules,
+        )
         self._term: LeaderTerm | None = None
         self._leader: _LeaderRun | None = None
         self._retired: list[ClaimingExecutor] = []
@@ -99,6 +103,8 @@ class Contender:
             self.settings.lease_ttl_seconds,
         )
         loop = asyncio.get_running_loop()
+        if self._mode == "scheduler":  # a hot standby is ready to run bodies at once
+            self._bodies.prestart()
         while not self._stopping.is_set():
             try:
                 if self._term is None:
@@ -145,7 +151,7 @@ class Contender:
         await self.drain(self.settings.shutdown_grace_seconds)
         with contextlib.suppress(RedisError):
             await self._membership.leave()
-        self._threads.shutdown(wait=False, cancel_futures=True)
+        await self._bodies.close()
         await self._redis.aclose()
 
     async def drain(self, grace: float) -> None:
@@ -234,6 +240,7 @@ class Contender:
             await self._lease.release()
 
     def _start_scheduler(self, term: LeaderTerm) -> _LeaderRun:
+        self._bodies.prestart()
         client = sync_redis(self.settings)
         cycle = FireCycle(
             client, self.keys, term, self.settings.ledger_max_entries, on_stale_epoch=self._fence
@@ -247,7 +254,7 @@ class Contender:
             max_entries=self.settings.ledger_max_entries,
             slot_window_seconds=self.settings.member_window_seconds,
             slot_margin_seconds=self.settings.lease_ttl_seconds,
-            threads=self._threads,
+            bodies=self._bodies,
             on_stale_epoch=self._fence,
         )
         scheduler = LeaderScheduler(

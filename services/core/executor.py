@@ -5,26 +5,22 @@ run time in the store. The executor plans the claims; they are written in the sa
 as the job's next run time (claims.FireCycle), so a fire time is either claimed or still due
 for the next leader: never silently lost.
 
-Job bodies never run on the scheduler's event loop: each runs on a pool thread (an ``async
-def`` body in an event loop of its own), so a job that blocks cannot delay firing or lease
-renewal. ``max_instances`` is counted across the cluster: each batch of fires that runs holds
-a running slot in Redis, refreshed while its body runs; a body whose slot can no longer be
-proven held is stopped before the slot can expire and let another instance start.
+Job bodies never run in the scheduler's process: each runs in a worker process (bodies.py), so
+a job that blocks or holds the GIL cannot delay firing or lease renewal, and any body, sync or
+async, can be stopped (timeout, lost slot, shutdown). ``max_instances`` is counted across the
+cluster: each batch of fires that runs holds a running slot in Redis, refreshed while its body
+runs; a body whose slot can no longer be proven held is stopped before the slot can expire and
+let another instance start.
 """
 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
-import contextvars
-import inspect
 import logging
-import threading
 import time
 import uuid
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -35,94 +31,19 @@ from apscheduler.executors.base import BaseExecutor
 from apscheduler.job import Job
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
 
+from services.core.bodies import BodyPool, BodyRef, BodyRun
 from services.core.claims import ClaimResult, FireCycle, FirePlan
 from services.core.execution import UnknownTaskError, resolve
 from services.core.fencing import LeaderTerm
 from services.core.jobstore import task_of
 from services.core.ledger import Claim, RunLedger, RunRecord, Status, utcnow
 from services.core.policy import RunPolicy
-from services.core.registry import Registry, RunContext, enter_run
+from services.core.registry import Registry, RunContext
 
 logger = logging.getLogger("tickonce.runs")
 
 # A fire time handed over later than this is being caught up (downtime, failover).
 CATCH_UP_AFTER = timedelta(seconds=1)
-
-
-class BodyStopped(Exception):
-    """An async job body was cancelled from outside (timeout, lost slot, shutdown)."""
-
-
-class BodyRun:
-    """One job body on a pool thread: sync functions as they are, async ones in an event loop
-    of their own. ``cancel()`` stops an async body at its next await; a sync body cannot be
-    interrupted and runs to its end."""
-
-    def __init__(
-        self, func: Callable[..., Any], kwargs: dict[str, Any], context: RunContext
-    ) -> None:
-        self._func = func
-        self._kwargs = kwargs
-        self._context = context
-        self._lock = threading.Lock()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._task: asyncio.Task[Any] | None = None
-        self._cancelled = False
-        self.started_at: datetime | None = None  # when the body really began, on its thread
-
-    def start(self, pool: ThreadPoolExecutor) -> concurrent.futures.Future[Any]:
-        context = contextvars.copy_context()
-        context.run(enter_run, self._context)
-        return pool.submit(context.run, self._run)
-
-    def cancel(self) -> None:
-        with self._lock:
-            self._cancelled = True
-            if self._loop is not None and self._task is not None:
-                self._loop.call_soon_threadsafe(self._task.cancel)
-
-    def _run(self) -> Any:
-        self.started_at = utcnow()
-        if not inspect.iscoroutinefunction(self._func):
-            return self._func(**self._kwargs)
-        loop = _thread_loop()
-
-        async def body() -> Any:
-            with self._lock:
-                self._loop, self._task = loop, asyncio.current_task()
-                if self._cancelled:
-                    raise asyncio.CancelledError
-            return await self._func(**self._kwargs)
-
-        try:
-            return loop.run_until_complete(loop.create_task(body()))
-        except asyncio.CancelledError:
-            raise BodyStopped from None
-        finally:
-            with self._lock:
-                self._loop = self._task = None
-            _cancel_leftovers(loop)
-
-
-_pool_thread = threading.local()
-
-
-def _thread_loop() -> asyncio.AbstractEventLoop:
-    """The event loop of this pool thread, made once and reused by every async body it runs
-    (making and closing a loop per run costs more than most bodies)."""
-    loop: asyncio.AbstractEventLoop | None = getattr(_pool_thread, "loop", None)
-    if loop is None or loop.is_closed():
-        loop = _pool_thread.loop = asyncio.new_event_loop()
-    return loop
-
-
-def _cancel_leftovers(loop: asyncio.AbstractEventLoop) -> None:
-    """Tasks a body started and left running do not outlive it."""
-    leftovers = [task for task in asyncio.all_tasks(loop) if not task.done()]
-    for task in leftovers:
-        task.cancel()
-    if leftovers:
-        loop.run_until_complete(asyncio.gather(*leftovers, return_exceptions=True))
 
 
 @dataclass
@@ -133,8 +54,7 @@ class _Batch:
     slot: str
     claims: list[Claim]
     valid_until: float  # loop time until which the slot is proven held
-    body: BodyRun | None = None
-    future: concurrent.futures.Future[Any] | None = None
+    run: BodyRun | None = None
     stop_reason: str = ""
     deadline: asyncio.TimerHandle | None = None
     finishing: bool = False  # its slot is being given back: nothing to keep or stop
@@ -161,7 +81,7 @@ class ClaimingExecutor(BaseExecutor):  # type: ignore[misc]
         max_entries: int,
         slot_window_seconds: float,
         slot_margin_seconds: float,
-        threads: ThreadPoolExecutor,
+        bodies: BodyPool,
         on_stale_epoch: Callable[[str], None],
     ) -> None:
         super().__init__()
@@ -173,7 +93,7 @@ class ClaimingExecutor(BaseExecutor):  # type: ignore[misc]
         self._max_entries = max_entries
         self._slot_window = slot_window_seconds
         self._slot_margin = slot_margin_seconds
-        self._threads = threads
+        self._bodies = bodies
         self._on_stale_epoch = on_stale_epoch
         self._tasks: set[asyncio.Task[None]] = set()
         self._batches: dict[str, _Batch] = {}
@@ -338,31 +258,17 @@ class ClaimingExecutor(BaseExecutor):  # type: ignore[misc]
     async def _run_batch(self, job: Job, batch: _Batch) -> None:
         try:
             for index, claim in enumerate(batch.claims):
-                previous = batch.launched != claim.fire_id
-                if previous and batch.future is not None and not batch.future.done():
-                    # The previous body outlived its timeout and still holds the slot.
-                    record = self._record_of(
-                        claim,
-                        utcnow(),
-                        time.perf_counter(),
-                        "skipped",
-                        f"max_instances ({job.max_instances}) reached",
-                        "",
-                    )
-                    await self._record(record)
-                    continue
                 record = await self._execute(job, claim, batch)
                 last = index == len(batch.claims) - 1
-                body_over = batch.future is None or batch.future.done()
-                batch.finishing = last and body_over
-                await self._record(record, release_slot=batch.slot if last and body_over else "")
+                batch.finishing = last
+                await self._record(record, release_slot=batch.slot if last else "")
         finally:
             await self._after_body(batch)
 
     async def _after_body(self, batch: _Batch) -> None:
-        """Give the slot back once the (last) body really ended, even after a timeout."""
-        if batch.future is not None and not batch.future.done():
-            await asyncio.wait([asyncio.wrap_future(batch.future)])
+        """Give the slot back once the (last) body really ended (after a shutdown cut it)."""
+        if batch.run is not None and not batch.run.done:
+            await asyncio.wait([batch.run.ended])
             with contextlib.suppress(redis.RedisError):  # else it expires once not refreshed
                 await self._ledger.release_slot(batch.job_id, batch.slot)
         if batch.deadline is not None:
@@ -370,7 +276,7 @@ class ClaimingExecutor(BaseExecutor):  # type: ignore[misc]
         self._batches.pop(batch.slot, None)
 
     def _launch(self, job: Job, claim: Claim, batch: _Batch) -> None:
-        """Start the body of one claimed fire on a pool thread."""
+        """Start the body of one claimed fire in a worker process."""
         batch.launched, batch.began, batch.launched_at = (
             claim.fire_id,
             time.perf_counter(),
@@ -379,49 +285,45 @@ class ClaimingExecutor(BaseExecutor):  # type: ignore[misc]
         try:
             spec = resolve(task_of(job), self._registry)
         except UnknownTaskError as exc:
-            batch.body, batch.future, batch.launch_error = None, None, str(exc)
+            batch.run, batch.launch_error = None, str(exc)
             return
         context = RunContext(job.id, claim.scheduled_at, claim.epoch, self._runner)
-        batch.body = BodyRun(spec.func, dict(job.kwargs), context)
-        batch.future = batch.body.start(self._threads)
+        batch.run = self._bodies.submit(BodyRef.of(spec.func), job.kwargs, context)
         batch.launch_error = ""
 
     async def _execute(self, job: Job, claim: Claim, batch: _Batch) -> RunRecord:
         if batch.launched != claim.fire_id:
+            if batch.stop_reason:  # the batch's slot is lost: start nothing more under it
+                reason = batch.stop_reason
+                return self._record_of(claim, utcnow(), time.perf_counter(), "failed", reason)
             self._launch(job, claim, batch)
         started, began = batch.launched_at or utcnow(), batch.began
         policy = RunPolicy.of(job)
-        if batch.body is None or batch.future is None:
+        run = batch.run
+        if run is None:
             return self._record_of(
                 claim, started, began, "failed", "unknown_task", batch.launch_error
             )
-        body = batch.body
-        waiting = asyncio.shield(asyncio.wrap_future(batch.future))
         try:
-            if policy.timeout is not None:
-                await asyncio.wait_for(waiting, policy.timeout)
-            else:
-                await waiting
+            end = await asyncio.wait_for(asyncio.shield(run.ended), policy.timeout)
         except TimeoutError:
-            body.cancel()
+            self._bodies.stop(run, "timeout")
+            end = await asyncio.shield(run.ended)  # within the stop grace, or killed
+            if end.status == "succeeded":  # it ended just as its time ran out
+                return self._record_of(claim, end.started_at or started, began, "succeeded")
             return self._record_of(
                 claim,
-                body.started_at or started,
+                end.started_at or started,
                 began,
                 "failed",
                 "timeout",
-                f"did not finish within its timeout of {policy.timeout:g}s",
-            )
-        except BodyStopped:
-            reason = batch.stop_reason or "cancelled"
-            return self._record_of(
-                claim, body.started_at or started, began, "failed", reason, f"stopped: {reason}"
+                f"did not finish within its timeout of {policy.timeout:g}s ({end.error})",
             )
         except asyncio.CancelledError:
-            body.cancel()
+            self._bodies.stop(run, "cancelled")
             record = self._record_of(
                 claim,
-                body.started_at or started,
+                started,
                 began,
                 "failed",
                 "cancelled",
@@ -429,20 +331,25 @@ class ClaimingExecutor(BaseExecutor):  # type: ignore[misc]
             )
             await self._record(record)
             raise
-        except Exception as exc:
-            logger.error('Job "%s" raised an exception', job, exc_info=exc)
-            return self._record_of(
-                claim,
-                body.started_at or started,
-                began,
-                "failed",
-                "exception",
-                f"{type(exc).__name__}: {exc}",
-            )
-        return self._record_of(claim, body.started_at or started, began, "succeeded", "", "")
+        at = end.started_at or started
+        if end.status == "succeeded":
+            return self._record_of(claim, at, began, "succeeded")
+        if end.status == "stopped":
+            reason = batch.stop_reason or "cancelled"
+            return self._record_of(claim, at, began, "failed", reason, f"{reason}: {end.error}")
+        if end.status == "crashed":
+            return self._record_of(claim, at, began, "failed", "crashed", end.error)
+        logger.warning('job "%s" failed: %s', job.id, end.error)
+        return self._record_of(claim, at, began, "failed", "exception", end.error)
 
     def _record_of(
-        self, claim: Claim, started: datetime, began: float, status: Status, reason: str, error: str
+        self,
+        claim: Claim,
+        started: datetime,
+        began: float,
+        status: Status,
+        reason: str = "",
+        error: str = "",
     ) -> RunRecord:
         return RunRecord(
             job_id=claim.job_id,
@@ -515,8 +422,8 @@ class ClaimingExecutor(BaseExecutor):  # type: ignore[misc]
             "job %s: its running slot can no longer be proven held; stopping its body",
             batch.job_id,
         )
-        if batch.body is not None:
-            batch.body.cancel()
+        if batch.run is not None:
+            self._bodies.stop(batch.run, "slot_lost")
 
     async def drain(self, grace: float) -> None:
         """Wait for running jobs up to ``grace``, then cancel the rest (recorded as failed)."""

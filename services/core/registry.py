@@ -207,6 +207,11 @@ class Registry:
             raise JobDefinitionError(f"job {spec.id!r}: max_instances must be >= 1")
         if spec.misfire_grace_time is not None and spec.misfire_grace_time < 1:
             raise JobDefinitionError(f"job {spec.id!r}: misfire_grace_time must be >= 1 or None")
+        if "<" in spec.func.__qualname__ or spec.func.__module__ == "__main__":
+            raise JobDefinitionError(
+                f"job {spec.id!r}: {_where(spec.func)} cannot be imported by name; job bodies run "
+                "in worker processes that import them, so define it at the top level of a module"
+            )
         spec.build_trigger()
         check_kwargs(spec.id, spec.func, spec.kwargs)
         existing = self._specs.get(spec.id)

@@ -95,7 +95,9 @@ class Settings(BaseSettings):
     claim_ttl_seconds: float = Field(
         600.0, gt=0, description="How long a fire-time claim is remembered (at least)."
     )
-    job_threads: int = Field(32, ge=1, description="Threads that run job bodies.")
+    job_processes: int = Field(
+        16, ge=1, le=1024, description="Worker processes that run job bodies (one body each)."
+    )
     redis_timeout_seconds: float = Field(
         2.0, gt=0, description="Redis socket timeout (API requests; the scheduler uses less)."
     )
@@ -183,6 +185,12 @@ class Settings(BaseSettings):
     def standby_retry_interval(self) -> float:
         """Standbys try to take the lease ten times per ttl."""
         return self.lease_ttl_seconds / 10
+
+    @property
+    def body_stop_grace(self) -> float:
+        """How long a body asked to stop may take before its worker is killed: well inside
+        the ttl by which its running slot would otherwise expire."""
+        return min(2.0, self.lease_ttl_seconds / 4)
 
     @property
     def member_window_seconds(self) -> float:

@@ -9,10 +9,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import signal
 import sys
-import threading
 
 from services.core.contender import Contender
 from services.core.registry import registry
@@ -56,10 +54,6 @@ def main() -> None:
     asyncio.run(serve(settings))
     logging.shutdown()
     sys.stdout.flush()
-    if threading.active_count() > 1:
-        # A sync job still running past the grace period cannot be interrupted; do not let its
-        # thread hold the exit (its fire is recorded as failed by the next leader).
-        os._exit(0)
 
 
 if __name__ == "__main__":

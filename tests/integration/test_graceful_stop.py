@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from pathlib import Path
 
+import pytest
 import redis
 
 from services.core.contender import Contender
-from services.core.keys import Keys
 from services.core.registry import Registry
 from services.core.settings import Settings
 from tests.support.ledger_checks import read_evidence
 from tests.support.redis_server import RedisServer
+from tests.support.timeline_jobs import endless, events, slow
 
 
 async def test_stop_releases_the_lease_first_and_lets_the_running_job_finish(
@@ -20,30 +22,26 @@ async def test_stop_releases_the_lease_first_and_lets_the_running_job_finish(
     client: redis.Redis,
     prefix: str,
     make_settings: Callable[..., Settings],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    log = tmp_path / "bodies.jsonl"
+    monkeypatch.setenv("BODY_LOG", str(log))
     jobs = Registry()
-    started = asyncio.Event()
-    lease_held_when_job_ended: list[bool] = []
-
-    @jobs.job("interval", seconds=1, id="slow")
-    async def slow() -> None:
-        started.set()
-        await asyncio.sleep(1.5)
-        lease_held_when_job_ended.append(bool(client.exists(Keys(prefix).lease)))
-
-    @jobs.job("interval", seconds=1, id="endless")
-    async def endless() -> None:
-        await asyncio.sleep(60)
+    jobs.job("interval", seconds=1, id="slow")(slow)
+    jobs.job("interval", seconds=1, id="endless")(endless)
 
     settings = make_settings(redis_server, jobs_modules=[], shutdown_grace_seconds=3.0)
     contender = Contender(settings, jobs, mode="scheduler")
     running = asyncio.create_task(contender.run())
     async with asyncio.timeout(15):
-        await started.wait()
+        while not events(log, "slow", "start"):  # noqa: ASYNC110 - the body is in a worker
+            await asyncio.sleep(0.02)
     await contender.stop()
     await running
 
-    assert lease_held_when_job_ended == [False], "the lease is released before jobs drain"
+    ended = events(log, "slow", "end")
+    assert [e["lease_held"] for e in ended] == [False], "the lease is released before jobs drain"
     [slow_run] = read_evidence(client, prefix, "slow").ledger
     assert slow_run.status == "succeeded", "a job running at stop finishes within the grace"
     endless_runs = read_evidence(client, prefix, "endless").ledger

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from pathlib import Path
+
+import pytest
 
 from services.core.contender import Contender
 from services.core.registry import Registry
 from services.core.settings import Settings
 from tests.support.redis_server import RedisServer
+from tests.support.timeline_jobs import beat, events
 
 TTL = 1.5
 
@@ -21,21 +25,25 @@ async def wait_for(condition: Callable[[], bool], within: float, what: str) -> N
 
 
 async def test_leader_fences_itself_when_redis_stops_answering_then_recovers(
-    private_redis: RedisServer, make_settings: Callable[..., Settings]
+    private_redis: RedisServer,
+    make_settings: Callable[..., Settings],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    log = tmp_path / "bodies.jsonl"
+    monkeypatch.setenv("BODY_LOG", str(log))
     settings = make_settings(private_redis, lease_ttl_seconds=TTL, jobs_modules=[])
-    loop = asyncio.get_running_loop()
-    fired: list[float] = []  # loop-clock times at which the job body started
     jobs = Registry()
+    jobs.job("interval", seconds=1, id="beat")(beat)
 
-    @jobs.job("interval", seconds=1, id="beat")
-    async def beat() -> None:
-        fired.append(loop.time())
+    def fired() -> list[float]:
+        """Monotonic times (the loop's clock) at which the job body started, in its worker."""
+        return [float(e["at"]) for e in events(log, "beat", "start")]
 
     contender = Contender(settings, jobs, mode="scheduler")
     running = asyncio.create_task(contender.run())
     try:
-        await wait_for(lambda: len(fired) >= 2, 10, "the leader to fire twice")
+        await wait_for(lambda: len(fired()) >= 2, 10, "the leader to fire twice")
         first_epoch = contender.epoch
         assert first_epoch is not None
 
@@ -47,17 +55,17 @@ async def test_leader_fences_itself_when_redis_stops_answering_then_recovers(
             "the leader must stop firing before its lease can expire in Redis"
         )
         assert not contender.is_leader
-        fired_before = len(fired)
+        fired_before = len(fired())
         await asyncio.sleep(TTL)
-        assert len(fired) == fired_before, "a fenced leader must not fire"
-        assert all(at < contender.fenced_at for at in fired)
+        assert len(fired()) == fired_before, "a fenced leader must not fire"
+        assert all(at < contender.fenced_at for at in fired())
 
         private_redis.resume()
         await wait_for(lambda: contender.is_leader, 5 * TTL, "leadership after Redis returns")
         assert contender.epoch is not None and contender.epoch > first_epoch, (
             "a new term must have a new fencing epoch"
         )
-        await wait_for(lambda: len(fired) > fired_before, 5, "firing again after recovery")
+        await wait_for(lambda: len(fired()) > fired_before, 5, "firing again after recovery")
     finally:
         private_redis.resume()
         await contender.stop()

@@ -16,11 +16,21 @@ from services.core.registry import (
 def work() -> None: ...
 
 
+def cleanup() -> None: ...
+
+
+async def report() -> None: ...
+
+
+def first() -> None: ...
+
+
+def second() -> None: ...
+
+
 def test_defaults_mirror_apscheduler() -> None:
     jobs = Registry()
-
-    @jobs.job("interval", seconds=5)
-    def cleanup() -> None: ...
+    jobs.job("interval", seconds=5)(cleanup)
 
     spec = jobs.get("cleanup")
     assert spec is not None
@@ -32,8 +42,7 @@ def test_defaults_mirror_apscheduler() -> None:
 
 def test_options_async_functions_and_cron() -> None:
     jobs = Registry()
-
-    @jobs.job(
+    jobs.job(
         "cron",
         id="nightly",
         minute=5,
@@ -42,8 +51,7 @@ def test_options_async_functions_and_cron() -> None:
         max_instances=3,
         misfire_grace_time=None,
         coalesce=False,
-    )
-    async def report() -> None: ...
+    )(report)
 
     spec = jobs.get("nightly")
     assert spec is not None and spec.is_async
@@ -85,14 +93,18 @@ def test_bad_definitions_say_what_to_fix(
 
 def test_duplicate_ids_are_refused_naming_both_functions() -> None:
     jobs = Registry()
-
-    def first() -> None: ...
-
-    def second() -> None: ...
-
     jobs.job("interval", id="same", seconds=1)(first)
     with pytest.raises(JobDefinitionError, match=r"duplicate job id 'same'.*first.*second"):
         jobs.job("interval", id="same", seconds=1)(second)
+
+
+def test_a_body_that_cannot_be_imported_by_name_is_refused() -> None:
+    def nested() -> None: ...
+
+    with pytest.raises(JobDefinitionError, match=r"'nested'.*define it at the top level"):
+        Registry().job("interval", id="nested", seconds=1)(nested)
+    with pytest.raises(JobDefinitionError, match="cannot be imported by name"):
+        Registry().job("interval", id="lambda", seconds=1)(lambda: None)
 
 
 def test_current_run_outside_a_job_is_a_clear_error() -> None:
