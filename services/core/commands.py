@@ -11,6 +11,9 @@ A command is never applied twice and never silently lost:
 - commands apply in the order they were sent: pending entries (older than anything unread)
   are settled first, at once, and a command that could not be settled (Redis failed) stops
   the pass, so nothing newer overtakes it.
+
+Every contender that led once is a consumer of the group; the leader deletes those that are
+gone (and have nothing pending) about every 30 s, so the group does not grow with every start.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from pydantic import BaseModel, ValidationError
 
 from services.core.keys import Keys
 from services.core.ledger import utcnow
+from services.core.membership import live_members
 
 logger = logging.getLogger("tickonce.commands")
 
@@ -35,6 +39,11 @@ OUTCOME_TTL_SECONDS = 3600
 STREAM_MAX_ENTRIES = 10_000
 # A command older than its deadline by this much is dropped unread (its outcome key is gone).
 STALE_AFTER = timedelta(minutes=10)
+# How often the leader tidies up: the group's consumers that are gone, and its housekeeping.
+HOUSEKEEPING_SECONDS = 30.0
+# Every contender still in the member list counts as live: each heartbeat drops those silent
+# for longer than the member window, so no window of our own is needed here.
+_LISTED = 2**62
 
 
 class Command(BaseModel):
@@ -120,9 +129,28 @@ class CommandSender:
 Apply = Callable[[Command], Outcome]
 Entries = tuple[str, list[tuple[str, dict[str, str]]]]
 
+# Delete consumers of the group that have nothing pending, checked in the same step:
+# XGROUP DELCONSUMER drops a consumer's pending entries unacknowledged, so a consumer that
+# read something since it was listed is kept (its entries stay for XAUTOCLAIM).
+# KEYS: commands stream. ARGV: group, consumer names. Returns the names deleted.
+_PRUNE = """
+local deleted = {}
+for i = 2, #ARGV do
+  if #redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', 1, ARGV[i]) == 0 then
+    redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], ARGV[i])
+    table.insert(deleted, ARGV[i])
+  end
+end
+return deleted
+"""
+
 
 class CommandConsumer:
-    """The leader's side: read commands, apply each once, answer its sender."""
+    """The leader's side: read commands, apply each once, answer its sender.
+
+    :param housekeeping: called (on a thread of its own) about every ``housekeeping_seconds``
+        while this consumer serves, e.g. ``JobRetention.sweep``; a failure is logged.
+    """
 
     def __init__(
         self,
@@ -132,12 +160,18 @@ class CommandConsumer:
         apply: Apply,
         *,
         block_ms: int,
+        housekeeping: Callable[[], object] | None = None,
+        housekeeping_seconds: float = HOUSEKEEPING_SECONDS,
     ) -> None:
         self._client = client
         self._keys = keys
         self._consumer = consumer
         self._apply = apply
         self._block_ms = block_ms
+        self._housekeeping = housekeeping
+        self._housekeeping_seconds = housekeeping_seconds
+        self._next_housekeeping: float | None = None  # loop time; None: at the first pass
+        self._prune = client.register_script(_PRUNE)
 
     async def run(self) -> None:
         """Serve commands until cancelled (when this process stops leading)."""
@@ -157,6 +191,7 @@ class CommandConsumer:
             stranded: list[tuple[str, dict[str, str]]] = reclaimed[1]
             for entry_id, fields in stranded:
                 await self._handle(entry_id, fields)
+            await self._tidy()
             batches: list[Entries] | None = await self._client.xreadgroup(  # type: ignore[assignment]
                 self._keys.command_group,
                 self._consumer,
@@ -167,6 +202,52 @@ class CommandConsumer:
             for _, entries in batches or []:
                 for entry_id, fields in entries:
                     await self._handle(entry_id, fields)
+
+    async def _tidy(self) -> None:
+        """At most every ``housekeeping_seconds``: delete the group's consumers that are gone,
+        then run the housekeeping. Neither may stop the commands: failures are logged."""
+        now = asyncio.get_running_loop().time()
+        if self._next_housekeeping is not None and now < self._next_housekeeping:
+            return
+        self._next_housekeeping = now + self._housekeeping_seconds
+        try:
+            await self.prune_consumers()
+        except aioredis.RedisError as exc:
+            logger.warning("could not delete the command group's gone consumers (%s)", exc)
+        if self._housekeeping is not None:
+            try:
+                await asyncio.to_thread(self._housekeeping)
+            except Exception:
+                logger.exception(
+                    "housekeeping failed; trying again in %gs", self._housekeeping_seconds
+                )
+
+    async def prune_consumers(self) -> list[str]:
+        """Delete the group's consumers that are neither this one nor a live contender and have
+        nothing pending (the stranded entries of a dead leader are claimed before this runs).
+        Returns their names."""
+        live = {member.id for member in await live_members(self._client, self._keys, _LISTED)}
+        consumers: list[dict[str, Any]] = await self._client.xinfo_consumers(
+            self._keys.commands, self._keys.command_group
+        )
+        gone = [
+            consumer["name"]
+            for consumer in consumers
+            if consumer["name"] != self._consumer
+            and consumer["name"] not in live
+            and int(consumer["pending"]) == 0
+        ]
+        if not gone:
+            return []
+        deleted: list[str] = await self._prune(
+            keys=[self._keys.commands], args=[self._keys.command_group, *gone]
+        )
+        if deleted:
+            logger.info(
+                "deleted %d consumer(s) of contenders that are gone from the command group",
+                len(deleted),
+            )
+        return deleted
 
     async def _ensure_group(self) -> None:
         try:

@@ -23,7 +23,9 @@ from services.core.fencing import NotLeaderError
 from services.core.jobstore import JobView, task_of
 from services.core.policy import RunPolicy
 from services.core.registry import DEFAULTS, JobDefinitionError, Registry, check_kwargs
+from services.core.retention import JobRetention
 from services.core.schedules import JobCreate, JobUpdate, first_fire
+from services.core.settings import Settings
 
 logger = logging.getLogger("tickonce.commands")
 
@@ -50,11 +52,22 @@ class Control:
     """Applies commands to the leader's scheduler."""
 
     def __init__(
-        self, scheduler: BaseScheduler, executor: ClaimingExecutor, registry: Registry
+        self,
+        scheduler: BaseScheduler,
+        executor: ClaimingExecutor,
+        registry: Registry,
+        retention: JobRetention | None = None,
     ) -> None:
+        """:param retention: forgets deleted jobs; by default through the job store's client
+        and keys, keeping a deleted job's ledger for the default DELETED_JOB_HISTORY_SECONDS."""
         self._scheduler = scheduler
         self._executor = executor
         self._registry = registry
+        if retention is None:
+            store = scheduler._lookup_jobstore("default")
+            default = Settings.model_fields["deleted_job_history_seconds"].default
+            retention = JobRetention(store.redis, store._keys, default)
+        self._retention = retention
 
     def apply(self, command: Command) -> Outcome:
         """The outcome of one command; every failure is answered, none escapes, except those
@@ -185,6 +198,19 @@ class Control:
                 "come back at the next start; pause it, or remove it from the code",
             )
         self._scheduler.remove_job(job.id)
+        # What the job left in Redis goes too (its ledger after the history time). Deleted is
+        # the answer even if this fails: the leader's sweep forgets the job later.
+        try:
+            forgotten = self._retention.forget(job.id)
+        except RedisError as exc:
+            logger.warning("job %s deleted; forgetting its state failed (%s)", job.id, exc)
+        else:
+            if forgotten is not None and (forgotten.claims_kept or forgotten.slots_kept):
+                logger.info(
+                    "job %s deleted while %d run(s) were going: each is recorded when it ends",
+                    job.id,
+                    max(forgotten.claims_kept, forgotten.slots_kept),
+                )
         return Outcome(status="done", code=204)
 
 

@@ -89,6 +89,11 @@ class Settings(BaseSettings):
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     ledger_max_entries: int = Field(1000, ge=1, description="Run ledger entries kept per job.")
+    deleted_job_history_seconds: float = Field(
+        7 * 24 * 3600.0,
+        ge=0,
+        description="How long the run ledger of a deleted job is kept (0: deleted with it).",
+    )
     shutdown_grace_seconds: float = Field(
         30.0, ge=0, description="On SIGTERM, how long running jobs may take to finish."
     )
