@@ -160,8 +160,11 @@ def test_a_job_created_again_under_a_deleted_id_starts_clean(
     old_runs = len(http.get(f"/jobs/{job_id}/runs?limit=1000").json())
     assert http.delete(f"/jobs/{job_id}", headers=AUTH).status_code == 204
 
-    assert http.post("/jobs", json=body, headers=AUTH).status_code == 201
-    assert client.hget(keys.decided, job_id) is None, "no decided mark of the old job"
+    again = {**body, "start_paused": True}
+    assert http.post("/jobs", json=again, headers=AUTH).status_code == 201
+    left = remnants(client, keys, job_id)
+    assert set(left) == {keys.runs(job_id), f"{keys.jobs} field {job_id}"}, "nothing old"
+    assert http.post(f"/jobs/{job_id}/resume", headers=AUTH).status_code == 200
     wait_until(
         lambda: len(http.get(f"/jobs/{job_id}/runs?limit=1000").json()) >= old_runs + 2,
         20,
@@ -170,7 +173,8 @@ def test_a_job_created_again_under_a_deleted_id_starts_clean(
     http.post(f"/jobs/{job_id}/pause", headers=AUTH)
     wait_until(lambda: not inflight_of(client, keys, job_id), 10, "its last run recorded")
     new_runs = len(http.get(f"/jobs/{job_id}/runs?limit=1000").json()) - old_runs
-    counted = float(client.hget(keys.counters, f"runs|{job_id}|succeeded") or 0)
+    counts = cast(dict[str, str], client.hgetall(keys.counters))
+    counted = sum(float(n) for name, n in counts.items() if name.startswith(f"runs|{job_id}|"))
     assert counted == new_runs, "the new job's counts start from zero"
 
 
