@@ -97,9 +97,6 @@ class Settings(BaseSettings):
     shutdown_grace_seconds: float = Field(
         30.0, ge=0, description="On SIGTERM, how long running jobs may take to finish."
     )
-    claim_ttl_seconds: float = Field(
-        600.0, gt=0, description="How long a fire-time claim is remembered (at least)."
-    )
     job_processes: int = Field(
         16, ge=1, le=1024, description="Worker processes that run job bodies (one body each)."
     )

@@ -9,9 +9,9 @@ from pathlib import Path
 import redis
 
 from services.core.ledger import fire_ms
+from tests.support.body_log import body_intervals, overlaps
 from tests.support.cluster import leader_id, pid_of
 from tests.support.ledger_checks import duplicates, gaps, read_evidence
-from tests.support.overlap_jobs import body_intervals, overlaps
 from tests.support.processes import Processes, wait_until
 from tests.support.redis_server import RedisServer
 
@@ -47,7 +47,7 @@ def test_a_handover_during_a_long_run_never_runs_two_at_once(
     new_name = processes.by_pid(pid_of(new))
     assert new_name is not None and processes.terminate(new_name) == 0
 
-    intervals = body_intervals(str(log))
+    intervals = body_intervals(str(log), "long")
     assert not overlaps(intervals), f"two bodies ran at once: {overlaps(intervals)}"
     assert len({epoch for *_, epoch in intervals}) == 2, "runs from both leaders"
     ledger = read_evidence(client, prefix, "long").ledger

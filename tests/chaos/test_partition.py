@@ -6,9 +6,9 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from tests.support.body_log import body_intervals, overlaps
 from tests.support.cluster import leader_id, member_roles, pid_of, probe_runs
 from tests.support.ledger_checks import assert_exactly_once, read_evidence
-from tests.support.overlap_jobs import body_intervals, overlaps
 from tests.support.processes import Processes, wait_until
 from tests.support.proxy import PartitionProxy
 from tests.support.redis_server import RedisServer
@@ -65,6 +65,6 @@ def test_a_partitioned_leader_fences_itself_and_returns_as_standby(
         for proxy in proxies.values():
             proxy.close()
 
-    intervals = body_intervals(str(log))
+    intervals = body_intervals(str(log), "long")
     assert not overlaps(intervals), f"bodies of two epochs overlapped: {overlaps(intervals)}"
     assert_exactly_once(read_evidence(client, prefix), min_runs=10, allow_lost=True)

@@ -32,7 +32,12 @@ def _client() -> redis.Redis:
 
 def note(event: str) -> None:
     run = current_run()
-    record = {"job": run.job_id, "at": fire_ms(run.scheduled_at), "pid": os.getpid()}
+    record = {
+        "job": run.job_id,
+        "at": fire_ms(run.scheduled_at),
+        "pid": os.getpid(),
+        "wall_ms": int(time.time() * 1000),
+    }
     key = events_key(get_settings().key_prefix, run.job_id, event)
     _client().rpush(key, json.dumps(record))
 

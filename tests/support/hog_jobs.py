@@ -1,0 +1,33 @@
+"""A ``def`` body that holds the GIL for seconds in one C call (like a heavy regex), and one
+that sleeps on past its time: bodies that must neither stall the scheduler nor outlive their
+running slot. HOG_N sets the work (tests calibrate it to a few seconds on this machine)."""
+
+from __future__ import annotations
+
+import os
+import time
+
+from services.core.registry import job
+from tests.support.body_log import write
+
+
+@job("interval", seconds=4, id="hog", misfire_grace_time=30)
+def hog() -> None:
+    sum(range(int(os.environ.get("HOG_N", "100000000"))))  # one C call: never lets go of the GIL
+
+
+@job("interval", seconds=1, id="long_sync", max_instances=1, misfire_grace_time=30)
+def long_sync() -> None:
+    write("start")
+    try:
+        time.sleep(8)  # longer than the running slot outlives a silent leader (3 ttl)
+    finally:
+        write("end")  # also when stopped
+
+
+def calibrate(seconds: float) -> int:
+    """The HOG_N that keeps ``hog`` busy for about ``seconds`` on this machine."""
+    n = 10**7
+    began = time.perf_counter()
+    sum(range(n))
+    return int(n * seconds / max(time.perf_counter() - began, 1e-6))
