@@ -27,10 +27,18 @@ class RunOut(BaseModel):
     status: Literal["succeeded", "failed", "skipped", "missed"]
     reason: str
     duration_ms: float | None
-    runner: str = Field(description="host:pid of the process that ran or recorded it.")
+    runner: str = Field(description="host:pid:nonce of the process that ran or recorded it.")
     epoch: int = Field(description="Fencing epoch of the leader term that claimed it.")
     error: str
     manual: bool = Field(description="A run-now from the API rather than a scheduled fire.")
+    count: int = Field(
+        1,
+        description="Fire times this entry stands for: more than 1 for a range of fire "
+        "times decided together without running (missed or skipped after downtime).",
+    )
+    until: datetime | None = Field(
+        None, description="The last fire time of a range (scheduled_at is the first)."
+    )
 
     @classmethod
     def of(cls, record: RunRecord) -> RunOut:
@@ -38,7 +46,7 @@ class RunOut(BaseModel):
 
 
 class MemberOut(BaseModel):
-    id: str = Field(description="host:pid")
+    id: str = Field(description="host:pid:nonce (the nonce is new with each process start)")
     role: Literal["leader", "standby"]
     mode: str = Field(description="scheduler (service) or embedded (API worker).")
     epoch: int | None
@@ -50,7 +58,7 @@ class MemberOut(BaseModel):
 
 
 class SchedulerOut(BaseModel):
-    leader: str | None = Field(description="host:pid of the lease holder, None if none.")
+    leader: str | None = Field(description="host:pid:nonce of the lease holder, None if none.")
     epoch: int | None = Field(description="The current fencing epoch.")
     lease_expires_in_ms: int | None
     members: list[MemberOut]

@@ -29,10 +29,13 @@ from services.core.lease import Lease
 from services.core.ledger import Claim, RunLedger, utcnow
 from services.core.membership import Membership, live_members
 from services.core.registry import DEFAULTS, Registry
+from services.core.retention import JobRetention
 from services.core.scheduling import LeaderScheduler
 from services.core.settings import Settings
 
 logger = logging.getLogger("tickonce.leadership")
+
+FORGET_EVERY_SECONDS = 30.0  # how often the leader looks for jobs that are gone to forget
 
 Mode = Literal["scheduler", "embedded"]
 
@@ -45,6 +48,7 @@ class _LeaderRun:
     executor: ClaimingExecutor
     client: redis.Redis
     commands: asyncio.Task[None]
+    retention: JobRetention
 
 
 class Contender:
@@ -80,6 +84,8 @@ class Contender:
         self._redis_down_since: float | None = None
         self._unreported_renewal_failures = 0
         self._last_sweep = 0.0
+        self._last_sync = 0.0
+        self._last_forget = 0.0
         self._last_beat = 0.0
         # Observability (also used by tests): loop-clock times.
         self.last_renewal_sent: float | None = None
@@ -105,8 +111,13 @@ class Contender:
         loop = asyncio.get_running_loop()
         if self._mode == "scheduler":  # a hot standby is ready to run bodies at once
             self._bodies.prestart()
+        published = False
         while not self._stopping.is_set():
             try:
+                if not published:  # before leading: a leader syncs against what others define
+                    definitions = {spec.id: spec.fingerprint for spec in self._registry.specs()}
+                    await self._membership.publish_jobs(definitions)
+                    published = True
                 if self._term is None:
                     await self._try_acquire()
                 else:
@@ -120,6 +131,9 @@ class Contender:
                 if self.is_leader and now - self._last_sweep >= self.settings.lease_ttl_seconds:
                     self._last_sweep = now
                     await self._record_lost_runs()
+                if self.is_leader and now - self._last_sync >= self.settings.member_window_seconds:
+                    self._last_sync = now
+                    self._housekeep(now)
                 await self._report_renewal_failures()
                 self._redis_answers()
             except RedisError as exc:
@@ -242,6 +256,7 @@ class Contender:
     def _start_scheduler(self, term: LeaderTerm) -> _LeaderRun:
         self._bodies.prestart()
         client = sync_redis(self.settings)
+        retention = JobRetention(client, self.keys, self.settings.deleted_job_history_seconds)
         cycle = FireCycle(
             client, self.keys, term, self.settings.ledger_max_entries, on_stale_epoch=self._fence
         )
@@ -260,13 +275,15 @@ class Contender:
         scheduler = LeaderScheduler(
             on_not_leader=self._fence,
             retry_seconds=self.settings.standby_retry_interval,
-            jobstores={"default": FencedRedisJobStore(client, self.keys, term, cycle)},
+            jobstores={
+                "default": FencedRedisJobStore(client, self.keys, term, cycle, executor.catch_up)
+            },
             executors={"default": executor},
             job_defaults=DEFAULTS,
         )
         scheduler.start(paused=True)
         try:
-            sync_registered_jobs(scheduler, self._registry, client, self.keys)
+            self._sync_jobs(scheduler, client, retention)
             scheduler.resume()
         except Exception:
             scheduler.shutdown(wait=False)
@@ -275,11 +292,43 @@ class Contender:
             self._redis,
             self.keys,
             self.id,
-            Control(scheduler, executor, self._registry).apply,
+            Control(scheduler, executor, self._registry, retention).apply,
             block_ms=int(self.settings.contender_redis_timeout * 500),
         )
         commands = asyncio.get_running_loop().create_task(self._serve_commands(consumer))
-        return _LeaderRun(scheduler, executor, client, commands)
+        return _LeaderRun(scheduler, executor, client, commands, retention)
+
+    def _sync_jobs(
+        self, scheduler: LeaderScheduler, client: redis.Redis, retention: JobRetention
+    ) -> None:
+        sync_registered_jobs(
+            scheduler,
+            self._registry,
+            client,
+            self.keys,
+            member=self.id,
+            window_ms=int(self.settings.member_window_seconds * 1000),
+            forget=retention.forget,
+        )
+
+    def _housekeep(self, now: float) -> None:
+        """The leader's periodic chores: sync the job store with the code again (changes
+        deferred earlier, jobs of members that left) and, less often, forget jobs that are
+        gone. Short calls on the loop, like a wakeup's."""
+        leader = self._leader
+        if leader is None:
+            return
+        try:
+            self._sync_jobs(leader.scheduler, leader.client, leader.retention)
+            if now - self._last_forget >= FORGET_EVERY_SECONDS:
+                self._last_forget = now
+                leader.retention.sweep()
+        except NotLeaderError as exc:
+            self._fence(str(exc))
+        except RedisError:
+            raise
+        except Exception:
+            logger.exception("leader housekeeping failed; trying again later")
 
     async def _serve_commands(self, consumer: CommandConsumer) -> None:
         """Apply commands while leading; this task is cancelled when leadership ends, and

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import pickle
 import time
 import uuid
 from collections.abc import Callable
@@ -29,8 +30,10 @@ import redis
 from apscheduler.events import EVENT_JOB_MISSED, JobExecutionEvent
 from apscheduler.executors.base import BaseExecutor
 from apscheduler.job import Job
+from apscheduler.util import datetime_to_utc_timestamp
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
 
+from services.core import catchup
 from services.core.bodies import BodyPool, BodyRef, BodyRun
 from services.core.claims import ClaimResult, FireCycle, FirePlan
 from services.core.execution import UnknownTaskError, resolve
@@ -140,37 +143,97 @@ class ClaimingExecutor(BaseExecutor):  # type: ignore[misc]
         policy = RunPolicy.of(job)
         unrun: list[tuple[Claim, RunRecord]] = []
 
-        def not_run(at: datetime, status: Status, reason: str) -> tuple[Claim, RunRecord]:
-            claim = Claim(job.id, at, self._runner, epoch, now)
-            record = RunRecord(
-                job.id, at, status, self._runner, epoch, finished_at=now, reason=reason
-            )
-            return claim, record
+        def not_run(times: list[datetime], status: Status, reason: str) -> None:
+            if times:
+                decided = catchup.not_run(
+                    job.id, times, status, reason, runner=self._runner, epoch=epoch, now=now
+                )
+                unrun.append(decided)
 
         skip_reason = "catch_up=skip" if policy.catch_up == "skip" else "coalesced"
         if job.coalesce and job.next_run_time and job.next_run_time < run_times[-1]:
-            # APScheduler drops these silently; the ledger keeps one entry per fire time.
-            earlier = job._get_run_times(run_times[-1])[:-1]
-            unrun += [not_run(at, "skipped", skip_reason) for at in earlier[-self._max_entries :]]
+            # APScheduler drops these silently; the ledger accounts for them in one entry (the
+            # job store hands over at most catchup.CHUNK of them).
+            not_run(job._get_run_times(run_times[-1])[:-1], "skipped", skip_reason)
 
-        due = []
+        due, missed, skipped = [], [], []
+        grace = job.misfire_grace_time
         for at in run_times:
             late = now - at
-            if job.misfire_grace_time is not None and late > timedelta(
-                seconds=job.misfire_grace_time
-            ):
+            if grace is not None and late > timedelta(seconds=grace):
                 self._logger.warning('Run time of job "%s" was missed by %s', job, late)
                 self._scheduler._dispatch_event(
                     JobExecutionEvent(EVENT_JOB_MISSED, job.id, job._jobstore_alias, at)
                 )
-                unrun.append(not_run(at, "missed", f"missed by {late.total_seconds():.3f}s"))
+                missed.append(at)
             elif policy.catch_up == "skip" and late > CATCH_UP_AFTER:
-                unrun.append(not_run(at, "skipped", "catch_up=skip"))
+                skipped.append(at)
             else:
                 due.append(at)
+        if len(missed) == 1:
+            not_run(missed, "missed", f"missed by {(now - missed[0]).total_seconds():.3f}s")
+        else:
+            not_run(missed, "missed", f"missed: more than {grace}s late")
+        not_run(skipped, "skipped", "catch_up=skip")
 
         full = f"max_instances ({job.max_instances}) reached"
-        self._plan(job, epoch, [not_run(at, "skipped", full) for at in due], unrun)
+        self._plan(job, epoch, [self._not_started(job, epoch, at, now, full) for at in due], unrun)
+
+    def catch_up(self, job: Job, times: list[datetime], next_time: datetime | None) -> None:
+        """Decide a chunk of a job's overdue fire times without running them, and move the
+        job past them (called by the job store for a job more than catchup.CHUNK behind)."""
+        epoch = self._term.current_epoch()
+        if epoch is None or not self._accepting:
+            return
+        now = utcnow()
+        policy = RunPolicy.of(job)
+        grace = job.misfire_grace_time
+        cutoff = now - timedelta(seconds=grace) if grace is not None else None
+        missed = [at for at in times if cutoff is not None and at < cutoff]
+        rest = times[len(missed) :]
+        reason = {
+            "coalesce": "coalesced",
+            "skip": "catch_up=skip",
+            "all": f"catch_up=all: more than {catchup.CHUNK} overdue at once",
+        }[policy.catch_up]
+        unrun: list[tuple[Claim, RunRecord]] = []
+
+        def decide(part: list[datetime], status: Status, why: str) -> None:
+            if part:
+                unrun.append(
+                    catchup.not_run(
+                        job.id, part, status, why, runner=self._runner, epoch=epoch, now=now
+                    )
+                )
+
+        decide(missed, "missed", f"missed: more than {grace}s late")
+        decide(rest, "skipped", reason)
+        job._modify(next_run_time=next_time)
+        plan = FirePlan(
+            job_id=job.id,
+            epoch=epoch,
+            runs=[],
+            unrun=unrun,
+            limit=job.max_instances,
+            slot="",
+            slot_window_ms=0,
+            on_done=lambda verdicts, sent: None,
+            op="update",
+            state=pickle.dumps(job.__getstate__(), pickle.HIGHEST_PROTOCOL),
+            next_run=datetime_to_utc_timestamp(next_time) if next_time else None,
+            unrun_logged=log_run,
+        )
+        self._cycle.plan(plan)
+
+    def _not_started(
+        self, job: Job, epoch: int, at: datetime, now: datetime, reason: str
+    ) -> tuple[Claim, RunRecord]:
+        """A fire to run, and its entry should it be refused (max_instances)."""
+        claim = Claim(job.id, at, self._runner, epoch, now)
+        record = RunRecord(
+            job.id, at, "skipped", self._runner, epoch, finished_at=now, reason=reason
+        )
+        return claim, record
 
     def run_manual(self, job: Job, command_id: str, requested_at: datetime) -> str:
         """Run ``job`` once now for a run-now command, through the same claim and ledger.
@@ -300,9 +363,9 @@ class ClaimingExecutor(BaseExecutor):  # type: ignore[misc]
         started, began = batch.launched_at or utcnow(), batch.began
         policy = RunPolicy.of(job)
         run = batch.run
-        if run is None:
+        if run is None:  # kept for code that defines it (a rolling deploy), not run by this
             return self._record_of(
-                claim, started, began, "failed", "unknown_task", batch.launch_error
+                claim, started, began, "skipped", "unknown_task", batch.launch_error
             )
         try:
             end = await asyncio.wait_for(asyncio.shield(run.ended), policy.timeout)

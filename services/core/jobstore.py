@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import pickle
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any, Literal
 
@@ -16,6 +16,7 @@ from apscheduler.jobstores.redis import RedisJobStore
 from apscheduler.util import datetime_to_utc_timestamp
 from pydantic import BaseModel, Field
 
+from services.core import catchup
 from services.core.claims import FireCycle, FirePlan
 from services.core.connection import text
 from services.core.fencing import LeaderTerm, NotLeaderError
@@ -23,6 +24,10 @@ from services.core.keys import Keys
 from services.core.policy import RunPolicy, overlap_name
 
 logger = logging.getLogger(__name__)
+
+# Decides a chunk of an overdue job's fire times without running them (the executor's
+# catch_up): the job, the fire times, the job's next fire time after them.
+CatchUp = Callable[[Job, list[datetime], datetime | None], None]
 
 # A job store write lands only while the writer's epoch is the current one, so a deposed leader
 # can never move a job's next run time. Retrying a write that landed gives the same answer (the
@@ -69,13 +74,19 @@ class FencedRedisJobStore(RedisJobStore):  # type: ignore[misc]
     """
 
     def __init__(
-        self, client: redis.Redis, keys: Keys, term: LeaderTerm, cycle: FireCycle | None = None
+        self,
+        client: redis.Redis,
+        keys: Keys,
+        term: LeaderTerm,
+        cycle: FireCycle | None = None,
+        catch_up: CatchUp | None = None,
     ) -> None:
         super().__init__(jobs_key=keys.jobs, run_times_key=keys.run_times)
         self.redis = client
         self._keys = keys
         self._term = term
         self._cycle = cycle
+        self._catch_up = catch_up
         self._write = client.register_script(_FENCED_WRITE)
         self._due = client.register_script(_DUE)
 
@@ -87,7 +98,21 @@ class FencedRedisJobStore(RedisJobStore):  # type: ignore[misc]
             return []
         ids, states = found
         jobs: list[Job] = self._reconstitute_jobs(zip(ids, states, strict=True))
-        return jobs
+        if self._catch_up is None:
+            return jobs
+        # APScheduler enumerates every overdue fire time of what it is handed: hand it only
+        # jobs at most catchup.CHUNK behind, and decide a chunk of the others' backlog here.
+        handed, steps = [], 0
+        for job in jobs:
+            if steps >= catchup.WAKEUP_BUDGET:
+                break  # the rest are still due: the next wakeup follows at once
+            times = catchup.overdue(job, now, catchup.CHUNK + 1)
+            steps += len(times)
+            if len(times) <= catchup.CHUNK:
+                handed.append(job)
+            else:
+                self._catch_up(job, times[:-1], times[-1])
+        return handed
 
     def get_next_run_time(self) -> datetime | None:
         if self._cycle is not None and self._cycle.pending:

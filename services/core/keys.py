@@ -31,6 +31,11 @@ class Keys:
         """Hash: contender id -> JSON with its role, mode and start time."""
         return f"{self.prefix}members:info"
 
+    def member_jobs(self, member_id: str) -> str:
+        """Hash: job id -> definition fingerprint, of the jobs a live member's code defines
+        (expires when the member stops beating), so a leader running other code keeps them."""
+        return f"{self.prefix}members:jobs:{member_id}"
+
     @property
     def inflight(self) -> str:
         """Hash: claimed fire -> JSON claim, removed when the run's ledger entry is written."""

@@ -50,7 +50,9 @@ def fire_id(job_id: str, scheduled_at: datetime, command_id: str = "") -> str:
 
 @dataclass(frozen=True)
 class RunRecord:
-    """One ledger entry: how one fire time of one job ended."""
+    """One ledger entry: how one fire time of one job ended, or, for fire times decided
+    together without running (missed or skipped after downtime), a counted range of them:
+    ``count`` fire times from ``scheduled_at`` to ``until``, both included."""
 
     job_id: str
     scheduled_at: datetime
@@ -63,10 +65,17 @@ class RunRecord:
     error: str = ""
     duration_ms: float | None = None
     manual: str = ""  # the command id of a run-now; empty for scheduled fires
+    count: int = 1
+    until: datetime | None = None  # the last fire time of a range (count > 1)
 
     @property
     def fire_id(self) -> str:
         return fire_id(self.job_id, self.scheduled_at, self.manual)
+
+    @property
+    def last_scheduled_at(self) -> datetime:
+        """The newest fire time this entry decides."""
+        return self.until or self.scheduled_at
 
     def fields(self) -> dict[str, str]:
         return {
@@ -81,6 +90,8 @@ class RunRecord:
             "epoch": str(self.epoch),
             "error": self.error,
             "manual": self.manual,
+            "count": "" if self.count == 1 else str(self.count),
+            "until": iso(self.until),
         }
 
     def flat_fields(self) -> list[str]:
@@ -104,6 +115,8 @@ class RunRecord:
             error=fields.get("error", ""),
             duration_ms=float(duration) if duration else None,
             manual=fields.get("manual", ""),
+            count=int(fields.get("count") or 1),
+            until=parse_iso(fields.get("until", "")),
         )
 
 

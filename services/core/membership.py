@@ -3,22 +3,27 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
+import redis
 import redis.asyncio as aioredis
 
+from services.core.connection import text
 from services.core.keys import Keys
 
 Role = Literal["leader", "standby"]
 
-# Heartbeat and forget the silent, in one step and in Redis's clock (no host clock skew).
-# KEYS: members, info. ARGV: member id, info JSON, window ms.
+# Heartbeat and forget the silent, in one step and in Redis's clock (no host clock skew); the
+# member's published job definitions live as long as its heartbeat.
+# KEYS: members, info, the member's jobs. ARGV: member id, info JSON, window ms.
 _HEARTBEAT = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call('ZADD', KEYS[1], now, ARGV[1])
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+redis.call('PEXPIRE', KEYS[3], 2 * tonumber(ARGV[3]))
 local stale = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[3]))
 for _, id in ipairs(stale) do
   redis.call('ZREM', KEYS[1], id)
@@ -53,14 +58,25 @@ class Membership:
     async def beat(self, role: Role, epoch: int | None) -> None:
         info = json.dumps({"role": role, "mode": self._mode, "epoch": epoch})
         await self._beat(
-            keys=[self._keys.members, self._keys.member_info],
+            keys=[self._keys.members, self._keys.member_info, self._keys.member_jobs(self._id)],
             args=[self._id, info, self._window_ms],
         )
+
+    async def publish_jobs(self, definitions: Mapping[str, str]) -> None:
+        """Say which jobs this member's code defines (job id -> definition fingerprint)."""
+        key = self._keys.member_jobs(self._id)
+        async with self._client.pipeline(transaction=True) as pipe:
+            pipe.delete(key)
+            if definitions:
+                pipe.hset(key, mapping=dict(definitions))  # type: ignore[arg-type]
+                pipe.pexpire(key, 2 * self._window_ms)
+            await pipe.execute()
 
     async def leave(self) -> None:
         async with self._client.pipeline(transaction=True) as pipe:
             pipe.zrem(self._keys.members, self._id)
             pipe.hdel(self._keys.member_info, self._id)
+            pipe.delete(self._keys.member_jobs(self._id))
             await pipe.execute()
 
 
@@ -80,3 +96,25 @@ async def live_members(client: aioredis.Redis, keys: Keys, window_ms: int) -> li
         info = json.loads(infos[member_id])
         members.append(Member(member_id, info["role"], info["mode"], info.get("epoch"), age))
     return sorted(members, key=lambda member: (member.role != "leader", member.id))
+
+
+def definitions_elsewhere(
+    client: redis.Redis, keys: Keys, window_ms: int, me: str, job_ids: list[str]
+) -> dict[str, set[str]]:
+    """For each of ``job_ids``, the definition fingerprints of it in the code of the other
+    live members (sync client): empty when no other live member defines it."""
+    found: dict[str, set[str]] = {job_id: set() for job_id in job_ids}
+    if not job_ids:
+        return found
+    seconds, micros = client.time()
+    now_ms = int(seconds) * 1000 + int(micros) // 1000
+    live = client.zrangebyscore(keys.members, now_ms - window_ms, "+inf")
+    others = [text(member) for member in live if text(member) != me]  # type: ignore[arg-type]
+    pipe = client.pipeline(transaction=False)
+    for member in others:
+        pipe.hmget(keys.member_jobs(member), job_ids)
+    for fingerprints in pipe.execute():
+        for job_id, fingerprint in zip(job_ids, fingerprints, strict=True):
+            if fingerprint is not None:
+                found[job_id].add(text(fingerprint))
+    return found

@@ -53,7 +53,7 @@ def run_increments(record: RunRecord) -> list[tuple[str, float]]:
     """Counter increments for one recorded run: its status, and the lateness and duration
     histograms when its body ran."""
     job = record.job_id
-    increments = [(f"runs{SEP}{job}{SEP}{record.status}", 1.0)]
+    increments = [(f"runs{SEP}{job}{SEP}{record.status}", float(record.count))]
     if record.started_at is not None and not record.manual:
         lateness = max(0.0, (record.started_at - record.scheduled_at).total_seconds())
         increments += _observe("lateness", job, lateness, LATENESS_BUCKETS)

@@ -6,6 +6,7 @@ can make tickonce import or call an arbitrary callable.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib
 import inspect
@@ -77,7 +78,7 @@ class JobSpec:
             "coalesce": self.coalesce,
         }
 
-    @property
+    @functools.cached_property
     def fingerprint(self) -> str:
         """Changes when the definition in code changes; decides whether a sync updates a job."""
         definition = {

@@ -17,7 +17,6 @@ from services.core.keys import Keys
 from services.core.ledger import RunRecord
 from tests.support.body_log import body_intervals, overlaps
 from tests.support.cluster import leader_id, member_roles, pid_of, probe_runs
-from tests.support.hog_jobs import calibrate
 from tests.support.ledger_checks import assert_exactly_once, read_evidence
 from tests.support.processes import Processes, wait_until
 from tests.support.proxy import PartitionProxy
@@ -27,6 +26,15 @@ pytestmark = [pytest.mark.chaos, pytest.mark.processes]
 
 TTL = 2.0
 HOG_SECONDS = 2.5 * TTL  # longer than a whole lease term
+
+
+def calibrate(seconds: float) -> int:
+    """The HOG_N that keeps tests.support.hog_jobs' ``hog`` busy for about ``seconds`` here.
+    (That module is not imported: it would register its jobs in this process too.)"""
+    n = 10**7
+    began = time.perf_counter()
+    sum(range(n))
+    return int(n * seconds / max(time.perf_counter() - began, 1e-6))
 
 
 def ledger(client: redis.Redis, prefix: str, job_id: str) -> list[RunRecord]:

@@ -15,9 +15,18 @@ from services.core.ledger import RunRecord, fire_ms
 from tests.support.cluster import leader_id
 from tests.support.processes import Processes, wait_until
 from tests.support.redis_server import RedisServer
-from tests.support.stall_jobs import LOAD, WITNESS, witness_key
 
 pytestmark = [pytest.mark.chaos, pytest.mark.processes]
+
+# The jobs of tests.support.stall_jobs, named here: importing that module would register its
+# 300 jobs in this process too, for every embedded leader of other tests to run.
+WITNESS = "witness"
+LOAD = [f"second-{n:03d}" for n in range(300)]
+
+
+def witness_key(prefix: str) -> str:
+    return Keys(prefix).example(WITNESS)
+
 
 TTL = 2.0  # the firing client's timeout is ttl/10 = 0.2 s, with one retry
 STALLS = 5

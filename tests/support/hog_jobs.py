@@ -1,6 +1,7 @@
 """A ``def`` body that holds the GIL for seconds in one C call (like a heavy regex), and one
 that sleeps on past its time: bodies that must neither stall the scheduler nor outlive their
-running slot. HOG_N sets the work (tests calibrate it to a few seconds on this machine)."""
+running slot. HOG_N sets the work (tests calibrate it to a few seconds on this machine).
+Only for JOBS_MODULES of processes: importing it registers its jobs."""
 
 from __future__ import annotations
 
@@ -23,11 +24,3 @@ def long_sync() -> None:
         time.sleep(8)  # longer than the running slot outlives a silent leader (3 ttl)
     finally:
         write("end")  # also when stopped
-
-
-def calibrate(seconds: float) -> int:
-    """The HOG_N that keeps ``hog`` busy for about ``seconds`` on this machine."""
-    n = 10**7
-    began = time.perf_counter()
-    sum(range(n))
-    return int(n * seconds / max(time.perf_counter() - began, 1e-6))
