@@ -39,8 +39,8 @@ OUTCOME_TTL_SECONDS = 3600
 STREAM_MAX_ENTRIES = 10_000
 # A command older than its deadline by this much is dropped unread (its outcome key is gone).
 STALE_AFTER = timedelta(minutes=10)
-# How often the leader tidies up: the group's consumers that are gone, and its housekeeping.
-HOUSEKEEPING_SECONDS = 30.0
+# How often, at most, the leader deletes the group's consumers that are gone.
+PRUNE_SECONDS = 30.0
 # Every contender still in the member list counts as live: each heartbeat drops those silent
 # for longer than the member window, so no window of our own is needed here.
 _LISTED = 2**62
@@ -146,11 +146,7 @@ return deleted
 
 
 class CommandConsumer:
-    """The leader's side: read commands, apply each once, answer its sender.
-
-    :param housekeeping: called (on a thread of its own) about every ``housekeeping_seconds``
-        while this consumer serves, e.g. ``JobRetention.sweep``; a failure is logged.
-    """
+    """The leader's side: read commands, apply each once, answer its sender."""
 
     def __init__(
         self,
@@ -160,17 +156,15 @@ class CommandConsumer:
         apply: Apply,
         *,
         block_ms: int,
-        housekeeping: Callable[[], object] | None = None,
-        housekeeping_seconds: float = HOUSEKEEPING_SECONDS,
+        prune_seconds: float = PRUNE_SECONDS,
     ) -> None:
         self._client = client
         self._keys = keys
         self._consumer = consumer
         self._apply = apply
         self._block_ms = block_ms
-        self._housekeeping = housekeeping
-        self._housekeeping_seconds = housekeeping_seconds
-        self._next_housekeeping: float | None = None  # loop time; None: at the first pass
+        self._prune_seconds = prune_seconds
+        self._next_prune: float | None = None  # loop time; None: at the first pass
         self._prune = client.register_script(_PRUNE)
 
     async def run(self) -> None:
@@ -191,7 +185,7 @@ class CommandConsumer:
             stranded: list[tuple[str, dict[str, str]]] = reclaimed[1]
             for entry_id, fields in stranded:
                 await self._handle(entry_id, fields)
-            await self._tidy()
+            await self._prune_now_and_then()
             batches: list[Entries] | None = await self._client.xreadgroup(  # type: ignore[assignment]
                 self._keys.command_group,
                 self._consumer,
@@ -203,24 +197,17 @@ class CommandConsumer:
                 for entry_id, fields in entries:
                     await self._handle(entry_id, fields)
 
-    async def _tidy(self) -> None:
-        """At most every ``housekeeping_seconds``: delete the group's consumers that are gone,
-        then run the housekeeping. Neither may stop the commands: failures are logged."""
+    async def _prune_now_and_then(self) -> None:
+        """At most every ``prune_seconds``: delete the group's consumers that are gone. A
+        failure is logged; it never stops the commands."""
         now = asyncio.get_running_loop().time()
-        if self._next_housekeeping is not None and now < self._next_housekeeping:
+        if self._next_prune is not None and now < self._next_prune:
             return
-        self._next_housekeeping = now + self._housekeeping_seconds
+        self._next_prune = now + self._prune_seconds
         try:
             await self.prune_consumers()
         except aioredis.RedisError as exc:
             logger.warning("could not delete the command group's gone consumers (%s)", exc)
-        if self._housekeeping is not None:
-            try:
-                await asyncio.to_thread(self._housekeeping)
-            except Exception:
-                logger.exception(
-                    "housekeeping failed; trying again in %gs", self._housekeeping_seconds
-                )
 
     async def prune_consumers(self) -> list[str]:
         """Delete the group's consumers that are neither this one nor a live contender and have
