@@ -23,7 +23,7 @@ from services.core.fencing import NotLeaderError
 from services.core.jobstore import JobView, task_of
 from services.core.policy import RunPolicy
 from services.core.registry import DEFAULTS, JobDefinitionError, Registry, check_kwargs
-from services.core.retention import JobRetention
+from services.core.retention import JobRetention, keep_history
 from services.core.schedules import JobCreate, JobUpdate, first_fire
 from services.core.settings import Settings
 
@@ -187,6 +187,8 @@ class Control:
             **options,
             **extra,
         )
+        # A job created under the id of one deleted: its ledger is for good again.
+        keep_history(self._retention.client, self._retention.keys, job.id)
         return done(job, code=201)
 
     def _delete(self, command: Command) -> Outcome:

@@ -32,6 +32,7 @@ from services.core.keys import Keys
 from services.core.ledger import fire_ms
 from services.core.membership import definitions_elsewhere
 from services.core.registry import JobSpec, Registry
+from services.core.retention import keep_history
 
 logger = logging.getLogger(__name__)
 
@@ -109,6 +110,7 @@ def _add(scheduler: BaseScheduler, spec: JobSpec, client: redis.Redis, keys: Key
     if spec.start_paused:
         fields["next_run_time"] = None
     scheduler.add_job(run_task, trigger=trigger, id=spec.id, **fields)
+    keep_history(client, keys, spec.id)  # a job back in code keeps its ledger for good
     logger.info("job %s added: %s%s", spec.id, trigger, " (paused)" if spec.start_paused else "")
 
 

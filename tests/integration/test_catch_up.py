@@ -9,10 +9,10 @@ from collections.abc import Callable
 
 import redis
 
-from services.core.contender import Contender
 from services.core.ledger import RunRecord
 from services.core.registry import Registry
 from services.core.settings import Settings
+from tests.support.leading import lead_for
 from tests.support.ledger_checks import duplicates, fire_times, gaps, read_evidence
 from tests.support.redis_server import RedisServer
 
@@ -20,14 +20,6 @@ POLICIES = ("coalesce", "all", "skip")
 
 
 async def work() -> None: ...
-
-
-async def run_for(settings: Settings, jobs: Registry, seconds: float) -> None:
-    contender = Contender(settings, jobs, mode="scheduler")
-    running = asyncio.create_task(contender.run())
-    await asyncio.sleep(seconds)
-    await contender.stop()
-    await running
 
 
 async def test_each_catch_up_policy_after_downtime(
@@ -43,10 +35,10 @@ async def test_each_catch_up_policy_after_downtime(
         )(work)
     settings = make_settings(redis_server, jobs_modules=[])
 
-    await run_for(settings, jobs, 3.5)
+    await lead_for(settings, jobs, 3.5)
     await asyncio.sleep(4)  # downtime: about four fire times pass with no scheduler
     restarted = time.time()
-    await run_for(settings, jobs, 2.5)
+    await lead_for(settings, jobs, 2.5)
 
     def ledger(policy: str) -> list[RunRecord]:
         entries = read_evidence(client, prefix, f"catch-{policy}").ledger

@@ -3,28 +3,19 @@ whatever restarts, failovers and job syncs follow, and however long after."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
 import redis
 
-from services.core.contender import Contender
 from services.core.keys import Keys
 from services.core.ledger import RunRecord
 from services.core.registry import Registry
 from services.core.settings import Settings
+from tests.support.leading import lead_for
 from tests.support.once_jobs import runs_key, send_invoice
 from tests.support.redis_server import RedisServer
-
-
-async def lead_for(settings: Settings, jobs: Registry, seconds: float) -> None:
-    contender = Contender(settings, jobs, mode="scheduler")
-    running = asyncio.create_task(contender.run())
-    await asyncio.sleep(seconds)
-    await contender.stop()
-    await running
 
 
 def forget_expiring_keys(client: redis.Redis, prefix: str) -> None:

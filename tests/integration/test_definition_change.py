@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 import redis
 
-from services.core.contender import Contender
 from services.core.keys import Keys
 from services.core.registry import Registry
 from services.core.settings import Settings
+from tests.support.leading import lead_for
 from tests.support.ledger_checks import duplicates, fire_times, read_evidence
 from tests.support.redis_server import RedisServer
 from tests.support.timeline_jobs import beat
@@ -23,14 +23,6 @@ def version(seconds: int) -> Registry:
     jobs = Registry()
     jobs.job("interval", id="report", seconds=seconds, catch_up="all", misfire_grace_time=60)(beat)
     return jobs
-
-
-async def lead_for(settings: Settings, jobs: Registry, seconds: float) -> None:
-    contender = Contender(settings, jobs, mode="scheduler")
-    running = asyncio.create_task(contender.run())
-    await asyncio.sleep(seconds)
-    await contender.stop()
-    await running
 
 
 async def test_missed_fire_times_of_the_old_definition_are_decided_before_the_new_one(

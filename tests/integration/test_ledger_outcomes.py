@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections import Counter
 from collections.abc import Callable
 from functools import partial
 
 import redis
 
-from services.core.contender import Contender
 from services.core.ledger import fire_ms
 from services.core.registry import Registry
 from services.core.settings import Settings
+from tests.support.leading import lead_for
 from tests.support.ledger_checks import duplicates, gaps, read_evidence
 from tests.support.outcome_jobs import (
     blocker,
@@ -46,11 +45,7 @@ async def test_failures_overlaps_blocking_timeouts_and_sync_jobs_are_all_recorde
     every_second(id="crash")(crash)
 
     settings = make_settings(redis_server, jobs_modules=[])
-    contender = Contender(settings, jobs, mode="scheduler")
-    running = asyncio.create_task(contender.run())
-    await asyncio.sleep(7)
-    await contender.stop()
-    await running
+    await lead_for(settings, jobs, 7)
 
     def outcomes(job_id: str) -> Counter[str]:
         ledger = read_evidence(client, prefix, job_id).ledger

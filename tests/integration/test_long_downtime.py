@@ -4,7 +4,6 @@ ranges rather than one entry per time."""
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import pickle
 from collections.abc import Callable
@@ -14,24 +13,16 @@ from pathlib import Path
 import pytest
 import redis
 
-from services.core.contender import Contender
 from services.core.keys import Keys
 from services.core.ledger import RunRecord
 from services.core.registry import Registry
 from services.core.settings import Settings
+from tests.support.leading import lead_for
 from tests.support.redis_server import RedisServer
 from tests.support.timeline_jobs import beat
 
 JOBS = [f"minutely-{n:02d}" for n in range(12)]
 DOWNTIME = timedelta(days=14)
-
-
-async def lead_for(settings: Settings, jobs: Registry, seconds: float) -> None:
-    contender = Contender(settings, jobs, mode="scheduler")
-    running = asyncio.create_task(contender.run())
-    await asyncio.sleep(seconds)
-    await contender.stop()
-    await running
 
 
 def back_date(raw: redis.Redis, keys: Keys, job_id: str, to: datetime) -> None:

@@ -3,15 +3,14 @@ never starts afterwards: no fire runs after its ledger entry says it did not."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 
 import redis
 
-from services.core.contender import Contender
 from services.core.ledger import fire_ms
 from services.core.registry import Registry
 from services.core.settings import Settings
+from tests.support.leading import lead_for
 from tests.support.ledger_checks import read_evidence
 from tests.support.outcome_jobs import hang_sync, noted, slow
 from tests.support.redis_server import RedisServer
@@ -27,11 +26,7 @@ async def test_a_body_that_timed_out_waiting_for_a_worker_never_runs(
     jobs.job("interval", seconds=1, id="slow")(slow)  # holds the only worker 2.5 s at a time
     jobs.job("interval", seconds=1, id="hang_sync", timeout=0.5)(hang_sync)
     settings = make_settings(redis_server, jobs_modules=[], job_processes=1)
-    contender = Contender(settings, jobs, mode="scheduler")
-    running = asyncio.create_task(contender.run())
-    await asyncio.sleep(7)
-    await contender.stop()
-    await running
+    await lead_for(settings, jobs, 7)
 
     recorded = {
         fire_ms(e.scheduled_at): e for e in read_evidence(client, prefix, "hang_sync").ledger

@@ -177,11 +177,6 @@ def test_a_job_created_again_under_a_deleted_id_starts_clean(
     assert counted == new_runs, "the new job's counts start from zero"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Control._create (and job sync when it adds a job) must call "
-    "retention.keep_history(client, keys, job_id): not done in this change",
-)
 def test_a_job_created_again_keeps_its_ledger_for_good(
     http: TestClient, client: redis.Redis, prefix: str
 ) -> None:
