@@ -171,7 +171,8 @@ class Control:
                 and dict(existing.kwargs) == spec.kwargs
                 and all(getattr(existing, k) == v for k, v in options.items())
             )
-            if same:  # this very command, applied before
+            if same:  # this very command, applied before (maybe not to its end)
+                keep_history(self._retention.client, self._retention.keys, existing.id)
                 return done(existing, code=201)
             raise Refusal(
                 409,
