@@ -86,6 +86,10 @@ async def _lead(
     return total
 
 
+async def noop() -> None:
+    """The job body: module-level, so the worker processes can import it."""
+
+
 def measure_round_trips(server: RedisServer, jobs: int, seconds: float = 8) -> RoundTrips:
     idle = _run(server, 0, seconds)[0] / seconds
     total, fires, window = _run(server, jobs, seconds)
@@ -99,9 +103,6 @@ def _run(server: RedisServer, jobs: int, seconds: float) -> tuple[int, int, floa
     )
     registry = Registry()
     ids = [f"rt-{n:04d}" for n in range(jobs)]
-
-    async def noop() -> None: ...
-
     for job_id in ids:
         registry.job("interval", seconds=1, id=job_id)(noop)
     window: list[float] = []

@@ -15,6 +15,7 @@ import itertools
 import logging
 import multiprocessing
 import os
+import pickle
 import signal
 import sys
 from collections import deque
@@ -24,7 +25,7 @@ from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any
 
-from services.core.bodies.worker import BodyEnd, BodyRef, serve
+from services.core.bodies.worker import BodyEnd, BodyRef, from_micros, serve, to_micros
 from services.core.registry import RunContext
 
 logger = logging.getLogger("tickonce.runs")
@@ -154,7 +155,17 @@ class BodyPool:
                     return
             run = self._queue.popleft()
             try:
-                worker.conn.send((run.ref, run.kwargs, run.context))
+                context = run.context
+                message = (  # plain values: pickling dataclasses costs more than the rest
+                    run.ref.module,
+                    run.ref.qualname,
+                    run.kwargs,
+                    context.job_id,
+                    to_micros(context.scheduled_at),
+                    context.epoch,
+                    context.runner,
+                )
+                worker.conn.send_bytes(pickle.dumps(message, pickle.HIGHEST_PROTOCOL))
             except (OSError, ValueError) as exc:  # died since its last body
                 self._queue.appendleft(run)
                 self._retire(worker)
@@ -181,10 +192,11 @@ class BodyPool:
 
     def _on_message(self, worker: _Worker) -> None:
         try:
-            end: BodyEnd = worker.conn.recv()
+            status, started, error = pickle.loads(worker.conn.recv_bytes())
         except (EOFError, OSError):
             self._on_worker_death(worker)
             return
+        end = BodyEnd(status, from_micros(started), error)
         run, worker.run = worker.run, None
         worker.idle_since = asyncio.get_running_loop().time()
         if worker.kill_timer is not None:

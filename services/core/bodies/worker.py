@@ -16,17 +16,18 @@ import importlib
 import inspect
 import logging
 import os
+import pickle
 import signal
 import sys
 import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from multiprocessing.connection import Connection
 from typing import Any, Literal
 
 from services.core.logs import configure_logging
-from services.core.registry import enter_run
+from services.core.registry import RunContext, enter_run
 from services.core.settings import get_settings
 
 logger = logging.getLogger("tickonce.runs")
@@ -64,6 +65,16 @@ class BodyStopped(BaseException):
 
 
 _PR_SET_PDEATHSIG = 1
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def to_micros(moment: datetime) -> int:
+    """A time as integer microseconds since the epoch: exact, and cheap to send."""
+    return (moment - _EPOCH) // timedelta(microseconds=1)
+
+
+def from_micros(micros: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=micros)
 
 
 def die_with_parent() -> None:
@@ -100,14 +111,18 @@ def serve(conn: Connection, env: Mapping[str, str], path: list[str]) -> None:
     bodies: dict[BodyRef, Callable[..., Any]] = {}
     while True:
         try:
-            ref, kwargs, context = conn.recv()
+            module, qualname, kwargs, job_id, scheduled_us, epoch, runner = pickle.loads(
+                conn.recv_bytes()
+            )
         except (EOFError, OSError):
             return
         except BodyStopped:  # a stop that arrived as the last body ended
             continue
-        started = datetime.now(UTC)
+        started = to_micros(datetime.now(UTC))
         status: Ending = "succeeded"
         error = ""
+        ref = BodyRef(module, qualname)
+        context = RunContext(job_id, from_micros(scheduled_us), epoch, runner)
         try:
             func = bodies.get(ref) or bodies.setdefault(ref, _import(ref))
             enter_run(context)
@@ -127,10 +142,11 @@ def serve(conn: Connection, env: Mapping[str, str], path: list[str]) -> None:
         finally:
             _running_sync, _running_task = False, None
             _cancel_leftovers(loop)
+        end = pickle.dumps((status, started, error), pickle.HIGHEST_PROTOCOL)
         try:
-            conn.send(BodyEnd(status, started, error))
+            conn.send_bytes(end)
         except BodyStopped:
-            conn.send(BodyEnd(status, started, error))
+            conn.send_bytes(end)
         except (BrokenPipeError, OSError):
             return
 
