@@ -5,6 +5,8 @@ stands is not reverted; only when no live member defines a job is it removed."""
 
 from __future__ import annotations
 
+import asyncio
+import signal
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC
 
@@ -13,12 +15,17 @@ import redis
 import redis.asyncio as aioredis
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from services.core.commands import CommandSender
+from services.core.connection import text
 from services.core.fencing import LeaderTerm
 from services.core.jobstore import FencedRedisJobStore
 from services.core.jobsync import sync_registered_jobs
 from services.core.keys import Keys
 from services.core.membership import Membership
 from services.core.registry import Registry
+from tests.support.cluster import leader_id, member_roles, pid_of
+from tests.support.ledger_checks import read_evidence
+from tests.support.processes import Processes, wait_until
 from tests.support.redis_server import RedisServer
 
 WINDOW_MS = 60_000
@@ -103,3 +110,54 @@ async def test_versions_leading_in_turn_keep_each_others_jobs_and_changes(
     assert last.get_job("b") is None, "a job no live code defines stays forever"
     assert str(last.get_job("a").trigger) == "interval[0:00:09]"
     last.shutdown(wait=False)
+
+
+NEW_CODE = "tests.support.probe_jobs,tests.support.control_jobs"  # defines greet
+OLD_CODE = "tests.support.probe_jobs"  # does not
+
+
+def test_old_and_new_scheduler_processes_leading_in_turn_keep_a_paused_job(
+    redis_server: RedisServer,
+    client: redis.Redis,
+    raw: redis.Redis,
+    processes: Processes,
+    prefix: str,
+) -> None:
+    keys = Keys(prefix)
+    env = {"REDIS_URL": redis_server.url}
+    processes.scheduler("new-1", JOBS_MODULES=NEW_CODE, **env)
+    wait_until(lambda: raw.hexists(keys.jobs, "greet"), 30, "the new code's job")
+    sender = CommandSender(aioredis.Redis.from_url(redis_server.url, decode_responses=True), keys)
+    paused = asyncio.run(sender.send("pause", "greet", timeout=10))
+    assert paused.code == 200 and paused.job is not None and paused.job["paused"]
+    greet_state = raw.hget(keys.jobs, "greet")
+
+    processes.scheduler("old", JOBS_MODULES=OLD_CODE, **env)
+    processes.scheduler("new-2", JOBS_MODULES=NEW_CODE, **env)
+    wait_until(lambda: len(member_roles(client, prefix)) == 3, 15, "three members")
+    # The old code must win the hand-over: hold the other new-code process still meanwhile.
+    processes.signal("new-2", signal.SIGSTOP)
+    try:
+        assert processes.terminate("new-1") == 0
+        old_pid = processes.started["old"].pid
+        old_id = next(m for m in member_roles(client, prefix) if pid_of(m) == old_pid)
+        wait_until(lambda: leader_id(client, prefix) == old_id, 15, "the old code leading")
+    finally:
+        processes.signal("new-2", signal.SIGCONT)
+    # Its start-up sync came before its first fire; 8 fires later a periodic sync (every
+    # 3 ttl = 6 s) has run too.
+    wait_until(lambda: probe_runs_by(client, prefix, old_id) >= 8, 20, "the old code leading on")
+    assert raw.hget(keys.jobs, "greet") == greet_state, "the old code changed or lost greet"
+    assert "greet" in {text(k) for k in client.hkeys(keys.definitions)}
+
+    assert processes.terminate("old") == 0
+    wait_until(lambda: leader_id(client, prefix) not in (None, old_id), 15, "new code leading")
+    new_id = leader_id(client, prefix)
+    assert new_id is not None
+    wait_until(lambda: probe_runs_by(client, prefix, new_id) >= 2, 15, "the new code firing")
+    assert raw.hget(keys.jobs, "greet") == greet_state, "greet did not survive the deploy"
+    assert processes.terminate("new-2") == 0
+
+
+def probe_runs_by(client: redis.Redis, prefix: str, runner: str) -> int:
+    return sum(e.runner == runner for e in read_evidence(client, prefix).ledger)
