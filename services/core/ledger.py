@@ -122,7 +122,7 @@ class RunRecord:
 
 @dataclass(frozen=True)
 class Claim:
-    """Who claimed a fire time: stored under the claim key and in the inflight hash."""
+    """Who claimed a fire time: stored in the inflight hash (and, for a run-now, its claim key)."""
 
     job_id: str
     scheduled_at: datetime
