@@ -255,6 +255,7 @@ class Contender:
 
     def _start_scheduler(self, term: LeaderTerm) -> _LeaderRun:
         self._bodies.prestart()
+        self._last_sync = asyncio.get_running_loop().time()  # the start-up sync below
         client = sync_redis(self.settings)
         retention = JobRetention(client, self.keys, self.settings.deleted_job_history_seconds)
         cycle = FireCycle(
@@ -266,7 +267,6 @@ class Contender:
             ledger=self._ledger,
             registry=self._registry,
             runner=self.id,
-            max_entries=self.settings.ledger_max_entries,
             slot_window_seconds=self.settings.member_window_seconds,
             slot_margin_seconds=self.settings.lease_ttl_seconds,
             bodies=self._bodies,

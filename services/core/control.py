@@ -25,7 +25,6 @@ from services.core.policy import RunPolicy
 from services.core.registry import DEFAULTS, JobDefinitionError, Registry, check_kwargs
 from services.core.retention import JobRetention, keep_history
 from services.core.schedules import JobCreate, JobUpdate, first_fire
-from services.core.settings import Settings
 
 logger = logging.getLogger("tickonce.commands")
 
@@ -56,17 +55,12 @@ class Control:
         scheduler: BaseScheduler,
         executor: ClaimingExecutor,
         registry: Registry,
-        retention: JobRetention | None = None,
+        retention: JobRetention,
     ) -> None:
-        """:param retention: forgets deleted jobs; by default through the job store's client
-        and keys, keeping a deleted job's ledger for the default DELETED_JOB_HISTORY_SECONDS."""
+        """:param retention: forgets deleted jobs, keeping their ledger for its history time."""
         self._scheduler = scheduler
         self._executor = executor
         self._registry = registry
-        if retention is None:
-            store = scheduler._lookup_jobstore("default")
-            default = Settings.model_fields["deleted_job_history_seconds"].default
-            retention = JobRetention(store.redis, store._keys, default)
         self._retention = retention
 
     def apply(self, command: Command) -> Outcome:

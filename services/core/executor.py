@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import pickle
 import time
 import uuid
 from collections.abc import Callable
@@ -30,7 +29,6 @@ import redis
 from apscheduler.events import EVENT_JOB_MISSED, JobExecutionEvent
 from apscheduler.executors.base import BaseExecutor
 from apscheduler.job import Job
-from apscheduler.util import datetime_to_utc_timestamp
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
 
 from services.core import catchup
@@ -81,7 +79,6 @@ class ClaimingExecutor(BaseExecutor):  # type: ignore[misc]
         ledger: RunLedger,
         registry: Registry,
         runner: str,
-        max_entries: int,
         slot_window_seconds: float,
         slot_margin_seconds: float,
         bodies: BodyPool,
@@ -93,7 +90,6 @@ class ClaimingExecutor(BaseExecutor):  # type: ignore[misc]
         self._ledger = ledger
         self._registry = registry
         self._runner = runner
-        self._max_entries = max_entries
         self._slot_window = slot_window_seconds
         self._slot_margin = slot_margin_seconds
         self._bodies = bodies
@@ -145,10 +141,7 @@ class ClaimingExecutor(BaseExecutor):  # type: ignore[misc]
 
         def not_run(times: list[datetime], status: Status, reason: str) -> None:
             if times:
-                decided = catchup.not_run(
-                    job.id, times, status, reason, runner=self._runner, epoch=epoch, now=now
-                )
-                unrun.append(decided)
+                unrun.append(self._not_run(job, epoch, now, times, status, reason))
 
         skip_reason = "catch_up=skip" if policy.catch_up == "skip" else "coalesced"
         if job.coalesce and job.next_run_time and job.next_run_time < run_times[-1]:
@@ -179,14 +172,14 @@ class ClaimingExecutor(BaseExecutor):  # type: ignore[misc]
         full = f"max_instances ({job.max_instances}) reached"
         self._plan(job, epoch, [self._not_started(job, epoch, at, now, full) for at in due], unrun)
 
-    def catch_up(self, job: Job, times: list[datetime], next_time: datetime | None) -> None:
-        """Decide a chunk of a job's overdue fire times without running them, and move the
-        job past them (called by the job store for a job more than catchup.CHUNK behind)."""
+    def catch_up(self, job: Job, times: list[datetime]) -> bool:
+        """Plan a chunk of a job's overdue fire times as decided without running them (called
+        by the job store for a job more than catchup.CHUNK behind, which then moves the job
+        past them in the same plan). False when this process may not decide them."""
         epoch = self._term.current_epoch()
         if epoch is None or not self._accepting:
-            return
+            return False
         now = utcnow()
-        policy = RunPolicy.of(job)
         grace = job.misfire_grace_time
         cutoff = now - timedelta(seconds=grace) if grace is not None else None
         missed = [at for at in times if cutoff is not None and at < cutoff]
@@ -195,35 +188,28 @@ class ClaimingExecutor(BaseExecutor):  # type: ignore[misc]
             "coalesce": "coalesced",
             "skip": "catch_up=skip",
             "all": f"catch_up=all: more than {catchup.CHUNK} overdue at once",
-        }[policy.catch_up]
-        unrun: list[tuple[Claim, RunRecord]] = []
+        }[RunPolicy.of(job).catch_up]
+        unrun = []
+        if missed:
+            late = f"missed: more than {grace}s late"
+            unrun.append(self._not_run(job, epoch, now, missed, "missed", late))
+        if rest:
+            unrun.append(self._not_run(job, epoch, now, rest, "skipped", reason))
+        self._plan(job, epoch, [], unrun)
+        return True
 
-        def decide(part: list[datetime], status: Status, why: str) -> None:
-            if part:
-                unrun.append(
-                    catchup.not_run(
-                        job.id, part, status, why, runner=self._runner, epoch=epoch, now=now
-                    )
-                )
-
-        decide(missed, "missed", f"missed: more than {grace}s late")
-        decide(rest, "skipped", reason)
-        job._modify(next_run_time=next_time)
-        plan = FirePlan(
-            job_id=job.id,
-            epoch=epoch,
-            runs=[],
-            unrun=unrun,
-            limit=job.max_instances,
-            slot="",
-            slot_window_ms=0,
-            on_done=lambda verdicts, sent: None,
-            op="update",
-            state=pickle.dumps(job.__getstate__(), pickle.HIGHEST_PROTOCOL),
-            next_run=datetime_to_utc_timestamp(next_time) if next_time else None,
-            unrun_logged=log_run,
+    def _not_run(
+        self,
+        job: Job,
+        epoch: int,
+        now: datetime,
+        times: list[datetime],
+        status: Status,
+        reason: str,
+    ) -> tuple[Claim, RunRecord]:
+        return catchup.not_run(
+            job.id, times, status, reason, runner=self._runner, epoch=epoch, now=now
         )
-        self._cycle.plan(plan)
 
     def _not_started(
         self, job: Job, epoch: int, at: datetime, now: datetime, reason: str

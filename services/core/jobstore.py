@@ -25,9 +25,9 @@ from services.core.policy import RunPolicy, overlap_name
 
 logger = logging.getLogger(__name__)
 
-# Decides a chunk of an overdue job's fire times without running them (the executor's
-# catch_up): the job, the fire times, the job's next fire time after them.
-CatchUp = Callable[[Job, list[datetime], datetime | None], None]
+# Plans a chunk of an overdue job's fire times as decided without running them (the
+# executor's catch_up); False if it may not (not the leader).
+CatchUp = Callable[[Job, list[datetime]], bool]
 
 # A job store write lands only while the writer's epoch is the current one, so a deposed leader
 # can never move a job's next run time. Retrying a write that landed gives the same answer (the
@@ -110,8 +110,9 @@ class FencedRedisJobStore(RedisJobStore):  # type: ignore[misc]
             steps += len(times)
             if len(times) <= catchup.CHUNK:
                 handed.append(job)
-            else:
-                self._catch_up(job, times[:-1], times[-1])
+            elif self._catch_up(job, times[:-1]):
+                job._modify(next_run_time=times[-1])
+                self.update_job(job)  # joins the chunk's plan: one atomic step
         return handed
 
     def get_next_run_time(self) -> datetime | None:
