@@ -24,7 +24,7 @@ from services.core.keys import Keys
 from services.core.ledger import fire_ms
 from tests.e2e.conftest import API_REPLICAS, API_TOKEN, SCHEDULER_REPLICAS, TTL, Stack
 from tests.support.cluster import host_of
-from tests.support.ledger_checks import duplicates, gaps
+from tests.support.ledger_checks import duplicates, gaps, spread
 from tests.support.processes import wait_until
 
 pytestmark = pytest.mark.containers
@@ -61,13 +61,18 @@ def heartbeats_since(stack: Stack, since: float) -> Heartbeats:
     start = int(since * 1000)
     settled = max(ms(entry["scheduled_at"]) for entry in entries) - 2000
 
-    def window(texts: list[str]) -> list[int]:
-        return sorted(t for text in texts if start <= (t := ms(text)) <= settled)
+    def window(times: list[int]) -> list[int]:
+        return sorted(t for t in times if start <= t <= settled)
+
+    def entry_times(entry: dict[str, Any]) -> list[int]:
+        first = ms(entry["scheduled_at"])
+        last = ms(entry["until"]) if entry.get("until") else first
+        return spread(first, last, int(entry.get("count") or 1))
 
     return Heartbeats(
-        times=window([e["scheduled_at"] for e in entries]),
-        beat_times=window([b["scheduled_at"] for b in beats]),
-        succeeded=window([e["scheduled_at"] for e in entries if e["status"] == "succeeded"]),
+        times=window([t for e in entries for t in entry_times(e)]),
+        beat_times=window([ms(b["scheduled_at"]) for b in beats]),
+        succeeded=window([ms(e["scheduled_at"]) for e in entries if e["status"] == "succeeded"]),
     )
 
 

@@ -48,8 +48,8 @@ async def test_failures_overlaps_blocking_timeouts_and_sync_jobs_are_all_recorde
     await lead_for(settings, jobs, 7)
 
     def outcomes(job_id: str) -> Counter[str]:
-        ledger = read_evidence(client, prefix, job_id).ledger
-        times = [fire_ms(entry.scheduled_at) for entry in ledger]
+        evidence = read_evidence(client, prefix, job_id)
+        ledger, times = evidence.ledger, evidence.ledger_times
         assert not duplicates(times) and not gaps(times), f"{job_id}: one entry per fire time"
         return Counter(f"{e.status}:{e.reason}" if e.reason else e.status for e in ledger)
 

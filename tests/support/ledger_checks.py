@@ -67,11 +67,17 @@ def read_evidence(
 
 
 def fire_times(entry: RunRecord) -> list[int]:
-    first = fire_ms(entry.scheduled_at)
-    if entry.count == 1 or entry.until is None:
+    """The fire times (ms) one ledger entry accounts for."""
+    return spread(fire_ms(entry.scheduled_at), fire_ms(entry.last_scheduled_at), entry.count)
+
+
+def spread(first: int, last: int, count: int) -> list[int]:
+    """``count`` evenly spaced times from ``first`` to ``last``: a counted range's fire times
+    (exact for interval jobs, which is what these checks are used on)."""
+    if count == 1:
         return [first]
-    step = (fire_ms(entry.until) - first) / (entry.count - 1)
-    return [round(first + n * step) for n in range(entry.count)]
+    step = (last - first) / (count - 1)
+    return [round(first + n * step) for n in range(count)]
 
 
 def duplicates(times: list[int]) -> list[int]:
