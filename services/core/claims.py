@@ -232,6 +232,11 @@ def decided_until(client: redis.Redis, keys: Keys, job_id: str) -> int | None:
     return int(text(mark).split(" ", 1)[0]) if mark else None
 
 
+# Plans of one wakeup sent in groups of this many: the first bodies start after a few jobs are
+# planned, not after all of them.
+SEND_EVERY = 16
+
+
 class FireCycle:
     """Plans of the current wakeup, sent together by ``flush``.
 
@@ -258,6 +263,12 @@ class FireCycle:
         self._plans: dict[str, FirePlan] = {}
         self._unanswered: list[FirePlan] = []
 
+    def begin(self) -> None:
+        """A wakeup starts. Plans a failed wakeup left unsent decided nothing: their jobs are
+        still due and get planned again (sending them now could write a job state that a
+        command has changed since)."""
+        self._plans = {}
+
     def plan(self, plan: FirePlan) -> None:
         self._plans[plan.job_id] = plan
 
@@ -273,8 +284,17 @@ class FireCycle:
         """Fires of plans sent without an answer yet: maybe claimed by this process."""
         return set().union(*(plan.fire_ids for plan in self._unanswered))
 
+    def completed(self) -> None:
+        """A job's plan is whole (its new state is in). Once ``SEND_EVERY`` plans are whole,
+        send them, so that their bodies start while the wakeup plans the jobs after them."""
+        if len(self._plans) >= SEND_EVERY:
+            self._send(read_next=False)
+
     def flush(self) -> datetime | None:
         """Send every plan and read the next run time, in one round trip."""
+        return self._send(read_next=True)
+
+    def _send(self, *, read_next: bool) -> datetime | None:
         plans = [*self._unanswered, *self._plans.values()]
         self._plans, self._unanswered = {}, plans
         epoch = self._term.require()
@@ -298,8 +318,10 @@ class FireCycle:
             ]
             document = plan.document(self._max_entries)
             self._fire(keys=keys, args=[epoch, document, plan.state], client=pipe)
-        pipe.zrange(self._keys.run_times, 0, 0, withscores=True)
-        *answers, first = pipe.execute()
+        if read_next:
+            pipe.zrange(self._keys.run_times, 0, 0, withscores=True)
+        answers = pipe.execute()
+        first = answers.pop() if read_next else None
         self._unanswered = []
         for plan, answer in zip(plans, answers, strict=True):
             verdicts = [int(value) for value in answer]

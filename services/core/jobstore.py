@@ -91,6 +91,8 @@ class FencedRedisJobStore(RedisJobStore):  # type: ignore[misc]
         self._due = client.register_script(_DUE)
 
     def get_due_jobs(self, now: datetime) -> list[Job]:
+        if self._cycle is not None:
+            self._cycle.begin()
         found = self._due(
             keys=[self.run_times_key, self.jobs_key], args=[repr(datetime_to_utc_timestamp(now))]
         )
@@ -124,6 +126,10 @@ class FencedRedisJobStore(RedisJobStore):  # type: ignore[misc]
     def _plan(self, job_id: str) -> FirePlan | None:
         return self._cycle.planned(job_id) if self._cycle is not None else None
 
+    def _completed(self) -> None:
+        if self._cycle is not None:
+            self._cycle.completed()
+
     def _fenced(self, op: str, job_id: str, job: Job | None = None) -> None:
         epoch = self._term.require()
         state = b""
@@ -156,12 +162,14 @@ class FencedRedisJobStore(RedisJobStore):  # type: ignore[misc]
             plan.next_run = (
                 datetime_to_utc_timestamp(job.next_run_time) if job.next_run_time else None
             )
+            self._completed()
             return
         self._fenced("update", job.id, job)
 
     def remove_job(self, job_id: str) -> None:
         if (plan := self._plan(job_id)) is not None:
             plan.op = "remove"
+            self._completed()
             return
         self._fenced("remove", job_id)
 

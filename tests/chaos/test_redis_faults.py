@@ -70,4 +70,9 @@ def test_redis_paused_then_restarted(
     for name in list(processes.started):
         assert processes.terminate(name) == 0
     time.sleep(0.5)
-    assert_exactly_once(read_evidence(client, prefix), min_runs=10, allow_lost=True)
+    assert_exactly_once(
+        read_evidence(client, prefix),
+        min_runs=10,
+        allow_lost=True,
+        body_errors=("ConnectionError", "TimeoutError"),  # the probe writes to this Redis too
+    )

@@ -21,7 +21,7 @@ import sys
 from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from multiprocessing.connection import Connection
+from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 from typing import Any
 
@@ -147,6 +147,8 @@ class BodyPool:
             worker = next((w for w in self._workers if w.run is None and not w.gone), None)
             if worker is None:
                 if len(self._workers) >= self._size:
+                    if self._harvest():
+                        continue
                     return
                 try:
                     worker = self._spawn()
@@ -190,7 +192,27 @@ class BodyPool:
         self._workers.append(worker)
         return worker
 
+    def _harvest(self) -> bool:
+        """Take in the ends of bodies that finished meanwhile, without waiting: while the loop
+        is busy (a wakeup submitting many bodies) their messages would wait for it, and the
+        bodies queued behind them with them. True if a worker became free."""
+        busy = {w.conn: w for w in self._workers if w.run is not None and not w.gone}
+        ready = wait(list(busy), timeout=0)
+        for conn in ready:
+            self._receive(busy[conn])  # type: ignore[index]
+        return bool(ready)
+
     def _on_message(self, worker: _Worker) -> None:
+        # The loop saw the pipe readable, but a harvest may have read the message since:
+        # reading again would block the loop until the worker's next body ends.
+        if worker.gone or not worker.conn.poll(0):
+            return
+        self._receive(worker)
+        if not self._closed:
+            self._dispatch()
+
+    def _receive(self, worker: _Worker) -> None:
+        """Read a worker's message, its body's end: the worker is free again (or gone)."""
         try:
             status, started, error = pickle.loads(worker.conn.recv_bytes())
         except (EOFError, OSError):
@@ -204,7 +226,6 @@ class BodyPool:
             worker.kill_timer = None
         if run is not None and not run.done:
             run.ended.set_result(end)
-        self._dispatch()
 
     def _on_worker_death(self, worker: _Worker) -> None:
         run = worker.run
@@ -217,8 +238,6 @@ class BodyPool:
             else:
                 end = BodyEnd("crashed", None, f"its worker process died (exit code {code})")
             run.ended.set_result(end)
-        if not self._closed:
-            self._dispatch()
 
     def _kill(self, worker: _Worker) -> None:
         if not worker.gone:
