@@ -9,6 +9,7 @@ from typing import Any
 
 import redis
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.schedulers.base import STATE_STOPPED
 
 from services.core.fencing import NotLeaderError
 
@@ -32,6 +33,8 @@ class LeaderScheduler(AsyncIOScheduler):  # type: ignore[misc]
         self._retry_seconds = retry_seconds
 
     def _process_jobs(self) -> float | None:
+        if self.state == STATE_STOPPED:
+            return None  # a wakeup queued before the shutdown: this scheduler is done
         try:
             wait: float | None = super()._process_jobs()
         except NotLeaderError as exc:
