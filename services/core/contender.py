@@ -74,7 +74,11 @@ class Contender:
         self._bodies = BodyPool(
             settings.job_processes,
             stop_grace=settings.body_stop_grace,
-            preload=settings.jobs_modules,
+            # The job modules, and the modules of jobs registered without them (embedded in
+            # an app): imported once in the fork server, not by every new worker.
+            preload=dict.fromkeys(
+                [*settings.jobs_modules, *(spec.func.__module__ for spec in registry.specs())]
+            ),
         )
         self._term: LeaderTerm | None = None
         self._leader: _LeaderRun | None = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -181,6 +182,9 @@ return 1
 """
 
 
+_Finishing = tuple[RunRecord, str, "asyncio.Future[bool]"]
+
+
 class RunLedger:
     """Writes and reads the run ledger (client with ``decode_responses=True``)."""
 
@@ -189,26 +193,55 @@ class RunLedger:
         self._keys = keys
         self._max_entries = max_entries
         self._finish = client.register_script(_FINISH)
+        self._finishing: list[_Finishing] = []
+        self._writer: asyncio.Task[None] | None = None
 
     async def finish(self, record: RunRecord, *, release_slot: str = "") -> bool:
         """Record how a claimed run ended (and give back ``release_slot``, if given). False if
-        this fire was already recorded."""
-        written = await self._finish(
-            keys=[
-                self._keys.inflight,
-                self._keys.runs(record.job_id),
-                self._keys.counters,
-                self._keys.running(record.job_id),
-            ],
-            args=[
-                record.fire_id,
-                self._max_entries,
-                release_slot,
-                *flat(run_increments(record)),
-                *record.flat_fields(),
-            ],
-        )
-        return bool(written)
+        this fire was already recorded.
+
+        Runs that end together are recorded together: one pipelined round trip for all the
+        records waiting when the last one was sent (a burst of 1,000 ends is a few round trips,
+        not 1,000 requests at once, each with a connection of its own).
+        """
+        done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._finishing.append((record, release_slot, done))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write_finishing())
+        return await done
+
+    async def _write_finishing(self) -> None:
+        while self._finishing:
+            batch, self._finishing = self._finishing, []
+            try:
+                async with self._client.pipeline(transaction=False) as pipe:
+                    for record, release_slot, _ in batch:
+                        await self._finish(
+                            keys=[
+                                self._keys.inflight,
+                                self._keys.runs(record.job_id),
+                                self._keys.counters,
+                                self._keys.running(record.job_id),
+                            ],
+                            args=[
+                                record.fire_id,
+                                self._max_entries,
+                                release_slot,
+                                *flat(run_increments(record)),
+                                *record.flat_fields(),
+                            ],
+                            client=pipe,
+                        )
+                    results = await pipe.execute(raise_on_error=False)
+            except Exception as exc:  # each caller gets it (and retries a Redis error)
+                results = [exc] * len(batch)
+            for (*_, done), result in zip(batch, results, strict=True):
+                if done.done():  # its caller gave up waiting
+                    continue
+                if isinstance(result, BaseException):
+                    done.set_exception(result)
+                else:
+                    done.set_result(bool(result))
 
     async def release_slot(self, job_id: str, slot: str) -> None:
         """Give back a running slot whose body ended after its run was recorded (a timeout)."""

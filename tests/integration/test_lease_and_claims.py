@@ -287,3 +287,27 @@ async def test_max_instances_is_counted_across_the_cluster(
     later = claim(1, at=FIRE + timedelta(seconds=10))
     await asyncio.sleep(0.1)  # not refreshed: the slot expires, its runner presumed gone
     assert fire(client, keys, later, limit=1, slot="d:4#v") is ClaimResult.GRANTED
+
+
+async def test_runs_ending_together_are_each_recorded_once(
+    aclient: aioredis.Redis, client: redis.Redis, prefix: str
+) -> None:
+    """Ends recorded in one batch: every caller learns whether its own record was the one
+    written (the runner's and the lost-run sweep's race for the same fire)."""
+    keys = Keys(prefix)
+    client.set(keys.epoch, 1)
+    ledger = RunLedger(aclient, keys, max_entries=1000)
+    times = [FIRE + timedelta(seconds=n) for n in range(200)]
+    for at in times:
+        assert fire(client, keys, claim(1, at=at), limit=1000) is ClaimResult.GRANTED
+
+    def record(at: datetime, runner: str) -> RunRecord:
+        return RunRecord("job", at, "succeeded", runner, 1)
+
+    written = await asyncio.gather(
+        *(ledger.finish(record(at, runner)) for at in times for runner in ("a:1", "sweep"))
+    )
+    assert written == [True, False] * len(times), "the first of each pair writes, only it"
+    entries = await ledger.recent("job", 1000)
+    assert sorted(e.scheduled_at for e in entries) == times
+    assert {e.runner for e in entries} == {"a:1"}
