@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 import redis.asyncio as aioredis
+from redis.asyncio.client import Pipeline
 
 from services.core.connection import text
 from services.core.keys import Keys
@@ -213,26 +214,16 @@ class RunLedger:
     async def _write_finishing(self) -> None:
         while self._finishing:
             batch, self._finishing = self._finishing, []
+            results: list[Any]
             try:
-                async with self._client.pipeline(transaction=False) as pipe:
-                    for record, release_slot, _ in batch:
-                        await self._finish(
-                            keys=[
-                                self._keys.inflight,
-                                self._keys.runs(record.job_id),
-                                self._keys.counters,
-                                self._keys.running(record.job_id),
-                            ],
-                            args=[
-                                record.fire_id,
-                                self._max_entries,
-                                release_slot,
-                                *flat(run_increments(record)),
-                                *record.flat_fields(),
-                            ],
-                            client=pipe,
-                        )
-                    results = await pipe.execute(raise_on_error=False)
+                if len(batch) == 1:  # one call (a pipeline of scripts costs a SCRIPT EXISTS)
+                    record, release_slot, _ = batch[0]
+                    results = [await self._finish_one(record, release_slot, self._client)]
+                else:
+                    async with self._client.pipeline(transaction=False) as pipe:
+                        for record, release_slot, _ in batch:
+                            await self._finish_one(record, release_slot, pipe)
+                        results = await pipe.execute(raise_on_error=False)
             except Exception as exc:  # each caller gets it (and retries a Redis error)
                 results = [exc] * len(batch)
             for (*_, done), result in zip(batch, results, strict=True):
@@ -242,6 +233,26 @@ class RunLedger:
                     done.set_exception(result)
                 else:
                     done.set_result(bool(result))
+
+    async def _finish_one(
+        self, record: RunRecord, release_slot: str, client: aioredis.Redis | Pipeline
+    ) -> Any:
+        return await self._finish(
+            keys=[
+                self._keys.inflight,
+                self._keys.runs(record.job_id),
+                self._keys.counters,
+                self._keys.running(record.job_id),
+            ],
+            args=[
+                record.fire_id,
+                self._max_entries,
+                release_slot,
+                *flat(run_increments(record)),
+                *record.flat_fields(),
+            ],
+            client=client,
+        )
 
     async def release_slot(self, job_id: str, slot: str) -> None:
         """Give back a running slot whose body ended after its run was recorded (a timeout)."""
