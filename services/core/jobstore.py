@@ -58,12 +58,18 @@ return 1
 """
 
 
-# Due jobs in one round trip. KEYS: run_times, jobs. ARGV: now (timestamp).
+# Due jobs in one round trip, the longest due first, at most ARGV[2] of them (a burst of any
+# size is taken in batches; Lua's unpack also fails beyond ~8,000 values).
+# KEYS: run_times, jobs. ARGV: now (timestamp), batch size.
 _DUE = """
-local ids = redis.call('ZRANGEBYSCORE', KEYS[1], 0, ARGV[1])
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], 0, ARGV[1], 'LIMIT', 0, ARGV[2])
 if #ids == 0 then return {} end
 return {ids, redis.call('HMGET', KEYS[2], unpack(ids))}
 """
+
+# Due jobs taken in by one wakeup, at most: a wakeup stays short (the loop it runs on also
+# renews the lease), and the next one follows at once while more are due.
+DUE_BATCH = 100
 
 
 class FencedRedisJobStore(RedisJobStore):  # type: ignore[misc]
@@ -91,14 +97,15 @@ class FencedRedisJobStore(RedisJobStore):  # type: ignore[misc]
         self._due = client.register_script(_DUE)
 
     def get_due_jobs(self, now: datetime) -> list[Job]:
-        if self._cycle is not None:
-            self._cycle.begin()
         found = self._due(
-            keys=[self.run_times_key, self.jobs_key], args=[repr(datetime_to_utc_timestamp(now))]
+            keys=[self.run_times_key, self.jobs_key],
+            args=[repr(datetime_to_utc_timestamp(now)), DUE_BATCH],
         )
-        if not found:
+        ids, states = found or ([], [])
+        if self._cycle is not None:
+            self._cycle.begin(now, more_due=len(ids) == DUE_BATCH)
+        if not ids:
             return []
-        ids, states = found
         jobs: list[Job] = self._reconstitute_jobs(zip(ids, states, strict=True))
         if self._catch_up is None:
             return jobs
