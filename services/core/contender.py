@@ -85,6 +85,7 @@ class Contender:
         self._leader: _LeaderRun | None = None
         self._retired: list[ClaimingExecutor] = []
         self._fence_timer: asyncio.TimerHandle | None = None
+        self._renewing: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
         self._redis_down_since: float | None = None
         self._unreported_renewal_failures = 0
@@ -125,8 +126,6 @@ class Contender:
                     published = True
                 if self._term is None:
                     await self._try_acquire()
-                else:
-                    await self._renew()
                 now = loop.time()
                 if now - self._last_beat >= self.settings.renew_interval:
                     await self._membership.beat(
@@ -191,11 +190,27 @@ class Contender:
         self.last_renewal_sent = sent
         self._arm_fence_timer(term)
         logger.info("became leader with epoch %d", epoch)
+        self._renewing = loop.create_task(self._keep_renewing(term))
         try:
             self._leader = self._start_scheduler(term)
         except Exception as exc:
             logger.warning("could not start the scheduler as leader (%s); stepping down", exc)
             self._fence("scheduler did not start")
+
+    async def _keep_renewing(self, term: LeaderTerm) -> None:
+        """Renew the lease every renew interval while ``term`` lasts: a task of its own, so
+        that no other chore of the contender's pass (sweeps, heartbeats, slot refreshes, each
+        slower while a burst is being worked through) delays a renewal."""
+        while term is self._term and not self._stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self.settings.renew_interval)
+            if term is not self._term or self._stopping.is_set():
+                return
+            try:
+                await self._renew()
+                self._redis_answers()
+            except RedisError as exc:
+                self._redis_trouble(exc)
 
     async def _renew(self) -> None:
         term = self._term
@@ -237,6 +252,9 @@ class Contender:
         term, self._term = self._term, None
         if term is None:
             return
+        if self._renewing is not None and self._renewing is not asyncio.current_task():
+            self._renewing.cancel()
+        self._renewing = None
         term.end()
         if self._fence_timer is not None:
             self._fence_timer.cancel()
