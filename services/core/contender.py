@@ -76,8 +76,10 @@ class Contender:
             stop_grace=settings.body_stop_grace,
             # The job modules, and the modules of jobs registered without them (embedded in
             # an app): imported once in the fork server, not by every new worker.
-            preload=dict.fromkeys(
-                [*settings.jobs_modules, *(spec.func.__module__ for spec in registry.specs())]
+            preload=list(
+                dict.fromkeys(
+                    [*settings.jobs_modules, *(spec.func.__module__ for spec in registry.specs())]
+                )
             ),
         )
         self._term: LeaderTerm | None = None
