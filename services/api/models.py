@@ -20,6 +20,9 @@ class StatusOut(BaseModel):
 
 
 class RunOut(BaseModel):
+    entry: str = Field(
+        "", description="The ledger entry's id: pass it as `before` for the next page."
+    )
     job_id: str
     scheduled_at: datetime
     started_at: datetime | None
@@ -41,8 +44,8 @@ class RunOut(BaseModel):
     )
 
     @classmethod
-    def of(cls, record: RunRecord) -> RunOut:
-        return cls(**{**record.__dict__, "manual": bool(record.manual)})
+    def of(cls, record: RunRecord, entry: str = "") -> RunOut:
+        return cls(**{**record.__dict__, "manual": bool(record.manual), "entry": entry})
 
 
 class MemberOut(BaseModel):

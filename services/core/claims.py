@@ -18,7 +18,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import redis
@@ -27,7 +27,7 @@ from apscheduler.util import utc_timestamp_to_datetime
 from services.core.connection import text
 from services.core.fencing import LeaderTerm, NotLeaderError
 from services.core.keys import Keys
-from services.core.ledger import Claim, RunRecord, fire_ms
+from services.core.ledger import Claim, RunRecord, fire_ms, utcnow
 from services.core.metrics import run_increments
 
 logger = logging.getLogger(__name__)
@@ -232,6 +232,13 @@ def decided_until(client: redis.Redis, keys: Keys, job_id: str) -> int | None:
     return int(text(mark).split(" ", 1)[0]) if mark else None
 
 
+# How late a fire time is, for misfire_grace_time and catch-up, is judged from when the
+# scheduler began working through the backlog that held it, not from when its turn came: a
+# burst due at one instant (100k reports at midnight) is taken in over several wakeups, and
+# the time that takes is the scheduler's, not downtime. Excused up to this much: a backlog that
+# never ends is overload, and then the grace applies again.
+BACKLOG_EXCUSE = timedelta(seconds=60)
+
 # Plans of one wakeup sent in groups of this many: the first bodies start after a few jobs are
 # planned, not after all of them.
 SEND_EVERY = 16
@@ -262,11 +269,23 @@ class FireCycle:
         self._refresh = client.register_script(_REFRESH)
         self._plans: dict[str, FirePlan] = {}
         self._unanswered: list[FirePlan] = []
+        self._backlog_since: datetime | None = None
+        self.judged_at = utcnow()
+        """The time this wakeup judges lateness by (see ``BACKLOG_EXCUSE``)."""
 
-    def begin(self) -> None:
-        """A wakeup starts. Plans a failed wakeup left unsent decided nothing: their jobs are
-        still due and get planned again (sending them now could write a job state that a
-        command has changed since)."""
+    def begin(self, now: datetime, *, more_due: bool) -> None:
+        """A wakeup starts at ``now``; ``more_due``: it takes in a full batch of due jobs, so
+        more may be waiting behind them.
+
+        """
+        since = self._backlog_since or now
+        self.judged_at = max(since, now - BACKLOG_EXCUSE)
+        self._backlog_since = since if more_due else None
+
+    def end_wakeup(self) -> None:
+        """A wakeup is over. Plans a failed one left unsent decided nothing: their jobs are
+        still due and get planned again. (Kept, a job change made between wakeups would be
+        taken for part of a plan and written only if that plan were ever sent.)"""
         self._plans = {}
 
     def plan(self, plan: FirePlan) -> None:

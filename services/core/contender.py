@@ -47,8 +47,9 @@ class _LeaderRun:
     scheduler: LeaderScheduler
     executor: ClaimingExecutor
     client: redis.Redis
-    commands: asyncio.Task[None]
     retention: JobRetention
+    commands: asyncio.Task[None] | None = None  # once the start-up sync is done
+    chores: asyncio.Task[None] | None = None  # the job sync running in a thread, if any
 
 
 class Contender:
@@ -86,6 +87,7 @@ class Contender:
         self._leader: _LeaderRun | None = None
         self._retired: list[ClaimingExecutor] = []
         self._fence_timer: asyncio.TimerHandle | None = None
+        self._renewing: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
         self._redis_down_since: float | None = None
         self._unreported_renewal_failures = 0
@@ -126,8 +128,6 @@ class Contender:
                     published = True
                 if self._term is None:
                     await self._try_acquire()
-                else:
-                    await self._renew()
                 now = loop.time()
                 if now - self._last_beat >= self.settings.renew_interval:
                     await self._membership.beat(
@@ -192,11 +192,27 @@ class Contender:
         self.last_renewal_sent = sent
         self._arm_fence_timer(term)
         logger.info("became leader with epoch %d", epoch)
+        self._renewing = loop.create_task(self._keep_renewing(term))
         try:
             self._leader = self._start_scheduler(term)
         except Exception as exc:
             logger.warning("could not start the scheduler as leader (%s); stepping down", exc)
             self._fence("scheduler did not start")
+
+    async def _keep_renewing(self, term: LeaderTerm) -> None:
+        """Renew the lease every renew interval while ``term`` lasts: a task of its own, so
+        that no other chore of the contender's pass (sweeps, heartbeats, slot refreshes, each
+        slower while a burst is being worked through) delays a renewal."""
+        while term is self._term and not self._stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self.settings.renew_interval)
+            if term is not self._term or self._stopping.is_set():
+                return
+            try:
+                await self._renew()
+                self._redis_answers()
+            except RedisError as exc:
+                self._redis_trouble(exc)
 
     async def _renew(self) -> None:
         term = self._term
@@ -238,6 +254,9 @@ class Contender:
         term, self._term = self._term, None
         if term is None:
             return
+        if self._renewing is not None and self._renewing is not asyncio.current_task():
+            self._renewing.cancel()
+        self._renewing = None
         term.end()
         if self._fence_timer is not None:
             self._fence_timer.cancel()
@@ -247,7 +266,8 @@ class Contender:
         logger.log(level, "stopped firing jobs (epoch %d): %s", term.epoch, reason)
         leader, self._leader = self._leader, None
         if leader is not None:
-            leader.commands.cancel()
+            if leader.commands is not None:
+                leader.commands.cancel()
             leader.scheduler.pause()
             leader.executor.stop_accepting()
             leader.scheduler.shutdown(wait=False)
@@ -280,6 +300,7 @@ class Contender:
         )
         scheduler = LeaderScheduler(
             on_not_leader=self._fence,
+            after_wakeup=cycle.end_wakeup,
             retry_seconds=self.settings.standby_retry_interval,
             jobstores={
                 "default": FencedRedisJobStore(client, self.keys, term, cycle, executor.catch_up)
@@ -288,51 +309,74 @@ class Contender:
             job_defaults=DEFAULTS,
         )
         scheduler.start(paused=True)
+        leader = _LeaderRun(scheduler, executor, client, retention)
+        leader.chores = asyncio.get_running_loop().create_task(self._begin_firing(leader))
+        return leader
+
+    async def _begin_firing(self, leader: _LeaderRun) -> None:
+        """Bring the job store in line with the code, then fire and take commands.
+
+        The sync runs in a thread: with thousands of jobs to add it takes seconds, and the
+        lease must keep being renewed on the loop meanwhile (done on the loop, a long sync
+        outlived the term, and every new leader started over).
+        """
         try:
-            self._sync_jobs(scheduler, client, retention)
-            scheduler.resume()
-        except Exception:
-            scheduler.shutdown(wait=False)
-            raise
+            await asyncio.to_thread(self._sync_jobs, leader, forget=False)
+        except Exception as exc:
+            if self._leader is leader:  # else its term ended meanwhile
+                logger.warning("could not start the scheduler as leader (%s); stepping down", exc)
+                self._fence("scheduler did not start")
+            return
+        if self._leader is not leader:
+            return  # the term ended meanwhile
+        leader.scheduler.resume()
         consumer = CommandConsumer(
             self._redis,
             self.keys,
             self.id,
-            Control(scheduler, executor, self._registry, retention).apply,
+            Control(leader.scheduler, leader.executor, self._registry, leader.retention).apply,
             block_ms=int(self.settings.contender_redis_timeout * 500),
         )
-        commands = asyncio.get_running_loop().create_task(self._serve_commands(consumer))
-        return _LeaderRun(scheduler, executor, client, commands, retention)
+        leader.commands = asyncio.get_running_loop().create_task(self._serve_commands(consumer))
 
-    def _sync_jobs(
-        self, scheduler: LeaderScheduler, client: redis.Redis, retention: JobRetention
-    ) -> None:
+    def _sync_jobs(self, leader: _LeaderRun, *, forget: bool) -> None:
+        """Sync the job store with the code (and, with ``forget``, sweep the history of jobs
+        that are gone). Runs in a thread; APScheduler's job store lock keeps it apart from
+        the wakeups."""
         sync_registered_jobs(
-            scheduler,
+            leader.scheduler,
             self._registry,
-            client,
+            leader.client,
             self.keys,
             member=self.id,
             window_ms=int(self.settings.member_window_seconds * 1000),
-            forget=retention.forget,
+            forget=leader.retention.forget,
         )
+        if forget:
+            leader.retention.sweep()
 
     def _housekeep(self, now: float) -> None:
         """The leader's periodic chores: sync the job store with the code again (changes
         deferred earlier, jobs of members that left) and, less often, forget jobs that are
-        gone. Short calls on the loop, like a wakeup's."""
+        gone. In a thread, one pass at a time, so that no pass holds up the lease renewal."""
         leader = self._leader
-        if leader is None:
+        if leader is None or leader.commands is None:
+            return  # not leading, or still starting
+        if leader.chores is not None and not leader.chores.done():
             return
+        forget = now - self._last_forget >= FORGET_EVERY_SECONDS
+        if forget:
+            self._last_forget = now
+        leader.chores = asyncio.get_running_loop().create_task(self._chores(leader, forget))
+
+    async def _chores(self, leader: _LeaderRun, forget: bool) -> None:
         try:
-            self._sync_jobs(leader.scheduler, leader.client, leader.retention)
-            if now - self._last_forget >= FORGET_EVERY_SECONDS:
-                self._last_forget = now
-                leader.retention.sweep()
+            await asyncio.to_thread(self._sync_jobs, leader, forget=forget)
         except NotLeaderError as exc:
-            self._fence(str(exc))
-        except RedisError:
-            raise
+            if self._leader is leader:
+                self._fence(str(exc))
+        except RedisError as exc:
+            logger.warning("leader housekeeping could not reach Redis (%s); trying again", exc)
         except Exception:
             logger.exception("leader housekeeping failed; trying again later")
 

@@ -20,8 +20,9 @@ from services.core.commands import Command, Outcome
 from services.core.execution import UnknownTaskError, resolve, run_task
 from services.core.executor import ClaimingExecutor
 from services.core.fencing import NotLeaderError
-from services.core.jobstore import JobView, task_of
+from services.core.jobstore import task_of
 from services.core.policy import RunPolicy
+from services.core.reads import JobView
 from services.core.registry import DEFAULTS, JobDefinitionError, Registry, check_kwargs
 from services.core.retention import JobRetention, keep_history
 from services.core.schedules import JobCreate, JobUpdate, first_fire

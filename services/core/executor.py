@@ -151,8 +151,9 @@ class ClaimingExecutor(BaseExecutor):  # type: ignore[misc]
 
         due, missed, skipped = [], [], []
         grace = job.misfire_grace_time
+        judged_at = self._cycle.judged_at  # a backlog's own delay is not lateness
         for at in run_times:
-            late = now - at
+            late = judged_at - at
             if grace is not None and late > timedelta(seconds=grace):
                 self._logger.warning('Run time of job "%s" was missed by %s', job, late)
                 self._scheduler._dispatch_event(
@@ -164,7 +165,8 @@ class ClaimingExecutor(BaseExecutor):  # type: ignore[misc]
             else:
                 due.append(at)
         if len(missed) == 1:
-            not_run(missed, "missed", f"missed by {(now - missed[0]).total_seconds():.3f}s")
+            late_by = (judged_at - missed[0]).total_seconds()
+            not_run(missed, "missed", f"missed by {late_by:.3f}s")
         else:
             not_run(missed, "missed", f"missed: more than {grace}s late")
         not_run(skipped, "skipped", "catch_up=skip")
@@ -181,7 +183,8 @@ class ClaimingExecutor(BaseExecutor):  # type: ignore[misc]
             return False
         now = utcnow()
         grace = job.misfire_grace_time
-        cutoff = now - timedelta(seconds=grace) if grace is not None else None
+        judged_at = self._cycle.judged_at
+        cutoff = judged_at - timedelta(seconds=grace) if grace is not None else None
         missed = [at for at in times if cutoff is not None and at < cutoff]
         rest = times[len(missed) :]
         reason = {
@@ -241,8 +244,11 @@ class ClaimingExecutor(BaseExecutor):  # type: ignore[misc]
             reason=full,
             manual=command_id,
         )
-        verdicts = self._plan(job, epoch, [(claim, skipped)], [])
-        self._cycle.flush()  # at once: a run-now is not part of a wakeup
+        # At once, not as part of a wakeup; under the job store lock, so that no job change
+        # (a job sync runs in a thread) is taken for part of this plan meanwhile.
+        with self._scheduler._jobstores_lock:
+            verdicts = self._plan(job, epoch, [(claim, skipped)], [])
+            self._cycle.flush()
         return {
             ClaimResult.GRANTED: "started",
             ClaimResult.TAKEN: "already started by an earlier attempt of this command",

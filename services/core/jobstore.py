@@ -6,22 +6,19 @@ import logging
 import pickle
 from collections.abc import Callable, Iterable
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 import redis
-import redis.asyncio as aioredis
 from apscheduler.job import Job
 from apscheduler.jobstores.base import ConflictingIdError, JobLookupError
 from apscheduler.jobstores.redis import RedisJobStore
 from apscheduler.util import datetime_to_utc_timestamp
-from pydantic import BaseModel, Field
 
 from services.core import catchup
 from services.core.claims import FireCycle, FirePlan
 from services.core.connection import text
 from services.core.fencing import LeaderTerm, NotLeaderError
 from services.core.keys import Keys
-from services.core.policy import RunPolicy, overlap_name
 
 logger = logging.getLogger(__name__)
 
@@ -58,12 +55,18 @@ return 1
 """
 
 
-# Due jobs in one round trip. KEYS: run_times, jobs. ARGV: now (timestamp).
+# Due jobs in one round trip, the longest due first, at most ARGV[2] of them (a burst of any
+# size is taken in batches; Lua's unpack also fails beyond ~8,000 values).
+# KEYS: run_times, jobs. ARGV: now (timestamp), batch size.
 _DUE = """
-local ids = redis.call('ZRANGEBYSCORE', KEYS[1], 0, ARGV[1])
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], 0, ARGV[1], 'LIMIT', 0, ARGV[2])
 if #ids == 0 then return {} end
 return {ids, redis.call('HMGET', KEYS[2], unpack(ids))}
 """
+
+# Due jobs taken in by one wakeup, at most: a wakeup stays short (the loop it runs on also
+# renews the lease), and the next one follows at once while more are due.
+DUE_BATCH = 100
 
 
 class FencedRedisJobStore(RedisJobStore):  # type: ignore[misc]
@@ -91,14 +94,15 @@ class FencedRedisJobStore(RedisJobStore):  # type: ignore[misc]
         self._due = client.register_script(_DUE)
 
     def get_due_jobs(self, now: datetime) -> list[Job]:
-        if self._cycle is not None:
-            self._cycle.begin()
         found = self._due(
-            keys=[self.run_times_key, self.jobs_key], args=[repr(datetime_to_utc_timestamp(now))]
+            keys=[self.run_times_key, self.jobs_key],
+            args=[repr(datetime_to_utc_timestamp(now)), DUE_BATCH],
         )
-        if not found:
+        ids, states = found or ([], [])
+        if self._cycle is not None:
+            self._cycle.begin(now, more_due=len(ids) == DUE_BATCH)
+        if not ids:
             return []
-        ids, states = found
         jobs: list[Job] = self._reconstitute_jobs(zip(ids, states, strict=True))
         if self._catch_up is None:
             return jobs
@@ -188,84 +192,6 @@ class FencedRedisJobStore(RedisJobStore):  # type: ignore[misc]
         return jobs
 
 
-# A field named kwargs clashes with __init__(**kwargs) for the pydantic mypy plugin; the name is
-# APScheduler's, so it stays.
-class JobView(BaseModel):  # type: ignore[no-redef]
-    """A job as the API shows it."""
-
-    id: str
-    name: str
-    task: str = Field(description="The registered job function this schedule runs.")
-    trigger: str = Field(description="APScheduler's description, e.g. interval[0:00:01].")
-    next_run_time: datetime | None = Field(description="None while paused.")
-    paused: bool
-    max_instances: int
-    misfire_grace_time: int | None = Field(description="Seconds; None means no limit.")
-    coalesce: bool
-    catch_up: Literal["coalesce", "all", "skip"] = Field(
-        description="Missed fire times: coalesce into one run, run all, or skip all."
-    )
-    overlap: str = Field(description="'skip' (max_instances 1) or 'allow N', cluster-wide.")
-    timeout: float | None = Field(description="Seconds a run may take; None means no limit.")
-    kwargs: dict[str, Any]
-
-    @classmethod
-    def of(cls, job: Job) -> JobView:
-        policy = RunPolicy.of(job)
-        return cls(
-            id=job.id,
-            name=job.name,
-            task=task_of(job),
-            trigger=str(job.trigger),
-            next_run_time=job.next_run_time,
-            paused=job.next_run_time is None,
-            max_instances=job.max_instances,
-            misfire_grace_time=job.misfire_grace_time,
-            coalesce=job.coalesce,
-            catch_up=policy.catch_up,
-            overlap=overlap_name(job.max_instances),
-            timeout=policy.timeout,
-            kwargs=dict(job.kwargs),
-        )
-
-
 def task_of(job: Job) -> str:
     """The registered task a stored job runs (its first argument, see execution.run_task)."""
     return str(job.args[0]) if job.args else str(job.id)
-
-
-def job_from_state(state: bytes | str) -> Job:
-    """A stored job, read-only (not bound to a scheduler)."""
-    job = Job.__new__(Job)
-    assert isinstance(state, bytes), "read jobs with a client made with decode=False"
-    job.__setstate__(pickle.loads(state))
-    return job
-
-
-async def read_jobs(client: aioredis.Redis, keys: Keys) -> list[Job]:
-    """All stored jobs, by id (client with ``decode_responses=False``)."""
-    states = await client.hgetall(keys.jobs)
-    jobs = []
-    for job_id, state in states.items():
-        try:
-            jobs.append(job_from_state(state))
-        except Exception:
-            logger.exception("cannot load stored job %r", job_id)
-    return sorted(jobs, key=lambda job: job.id)
-
-
-class UnreadableJobError(Exception):
-    """A stored job this code cannot load (stored by another version, or damaged)."""
-
-
-async def read_job(client: aioredis.Redis, keys: Keys, job_id: str) -> Job | None:
-    """One stored job, None if there is none; UnreadableJobError if it cannot be loaded."""
-    state = await client.hget(keys.jobs, job_id)
-    if not state:
-        return None
-    try:
-        return job_from_state(state)
-    except Exception as exc:
-        raise UnreadableJobError(
-            f"stored job {job_id!r} cannot be loaded by this version: {type(exc).__name__}: {exc}"
-        ) from None

@@ -183,6 +183,8 @@ return 1
 """
 
 
+FINISH_BATCH = 100  # run ends recorded per round trip, at most
+
 _Finishing = tuple[RunRecord, str, "asyncio.Future[bool]"]
 
 
@@ -213,7 +215,9 @@ class RunLedger:
 
     async def _write_finishing(self) -> None:
         while self._finishing:
-            batch, self._finishing = self._finishing, []
+            # Bounded: a burst's ends go as several pipelines, with the scheduler's own calls
+            # (claims, lease renewal) served by Redis in between.
+            batch, self._finishing = self._finishing[:FINISH_BATCH], self._finishing[FINISH_BATCH:]
             results: list[Any]
             try:
                 if len(batch) == 1:  # one call (a pipeline of scripts costs a SCRIPT EXISTS)

@@ -24,12 +24,18 @@ class LeaderScheduler(AsyncIOScheduler):  # type: ignore[misc]
     """
 
     def __init__(
-        self, *, on_not_leader: Callable[[str], None], retry_seconds: float, **options: Any
+        self,
+        *,
+        on_not_leader: Callable[[str], None],
+        retry_seconds: float,
+        after_wakeup: Callable[[], None] = lambda: None,
+        **options: Any,
     ) -> None:
         options.setdefault("timezone", UTC)
         options.setdefault("jobstore_retry_interval", retry_seconds)
         super().__init__(**options)
         self._on_not_leader = on_not_leader
+        self._after_wakeup = after_wakeup
         self._retry_seconds = retry_seconds
 
     def _process_jobs(self) -> float | None:
@@ -48,4 +54,7 @@ class LeaderScheduler(AsyncIOScheduler):  # type: ignore[misc]
         except Exception:
             logger.exception("processing due jobs failed; retrying in %.1fs", self._retry_seconds)
             return self._retry_seconds
+        finally:
+            with self._jobstores_lock:  # no job change lands between the wakeup and this
+                self._after_wakeup()
         return wait

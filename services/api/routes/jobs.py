@@ -4,13 +4,21 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Response
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 
 from services.api.auth import AUTH_ERRORS, WriteAccess
 from services.api.models import ErrorOut, RunOut
 from services.api.state import ApiState, get_state
 from services.core.execution import UnknownTaskError, resolve
-from services.core.jobstore import JobView, UnreadableJobError, read_job, read_jobs
+from services.core.reads import (
+    JOBS_PAGE_DEFAULT,
+    JOBS_PAGE_MAX,
+    JobView,
+    UnreadableJobError,
+    job_page,
+    read_job,
+    run_page,
+)
 from services.core.registry import JobDefinitionError, check_kwargs, registry
 from services.core.schedules import JobCreate, JobUpdate
 
@@ -54,9 +62,37 @@ def unprocessable(message: str, *loc: str) -> HTTPException:
     )
 
 
-@router.get("", response_model=list[JobView], summary="All scheduled jobs")
-async def list_jobs(state: State) -> list[JobView]:
-    return [JobView.of(job) for job in await read_jobs(state.redis_bytes, state.keys)]
+@router.get(
+    "",
+    response_model=list[JobView],
+    summary="Scheduled jobs, a page at a time, ordered by id",
+    description=f"At most `limit` jobs (default {JOBS_PAGE_DEFAULT}, at most {JOBS_PAGE_MAX}) "
+    "with ids after `after`. When more may follow, the response has a `Link` header with "
+    '`rel="next"`: follow it until there is none. With a filter, a page may hold fewer than '
+    "`limit` jobs (a page looks at a bounded number of jobs) and still have a next page.",
+)
+async def list_jobs(
+    request: Request,
+    response: Response,
+    state: State,
+    limit: Annotated[
+        int, Query(ge=1, le=JOBS_PAGE_MAX, description="Jobs to return, at most.")
+    ] = JOBS_PAGE_DEFAULT,
+    after: Annotated[str, Query(description="Return jobs whose id sorts after this.")] = "",
+    paused: Annotated[
+        bool | None, Query(description="Only paused (true) or only scheduled (false) jobs.")
+    ] = None,
+    task: Annotated[
+        str | None, Query(description="Only jobs that run this registered task.")
+    ] = None,
+) -> list[JobView]:
+    page = await job_page(
+        state.redis_bytes, state.keys, limit=limit, after=after, paused=paused, task=task
+    )
+    if page.next_after is not None:
+        following = request.url.include_query_params(after=page.next_after)
+        response.headers["Link"] = f'<{following}>; rel="next"'
+    return [JobView.of(job) for job in page.jobs]
 
 
 @router.get("/{job_id}", response_model=JobView, responses=NOT_FOUND, summary="One job")
@@ -74,11 +110,21 @@ async def list_runs(
     job_id: str,
     state: State,
     limit: Annotated[int, Query(ge=1, le=1000, description="Entries to return.")] = 50,
+    before: Annotated[
+        str,
+        Query(description="Only entries older than this entry id (a previous page's last)."),
+    ] = "",
 ) -> list[RunOut]:
-    runs = await state.ledger.recent(job_id, limit)
-    if not runs:
+    try:
+        runs = await run_page(state.redis, state.keys, job_id, limit=limit, before=before)
+    except ValueError as exc:
+        raise HTTPException(
+            status_code=422,
+            detail=[{"loc": ["query", "before"], "msg": str(exc), "type": "value_error"}],
+        ) from None
+    if not runs and not before:
         await existing(state, job_id)
-    return [RunOut.of(run) for run in runs]
+    return [RunOut.of(run, entry) for entry, run in runs]
 
 
 @router.post(

@@ -1,0 +1,169 @@
+"""What the API reads: stored jobs a page at a time, and a job's ledger a page at a time.
+
+Both stay light whatever the number of jobs: a page of jobs unpickles at most a bounded
+number of them (a filter that skips many returns a shorter page and a cursor to go on from),
+and a ledger page is one bounded range read of the job's stream.
+"""
+
+from __future__ import annotations
+
+import bisect
+import logging
+import pickle
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal, cast
+
+import redis.asyncio as aioredis
+from apscheduler.job import Job
+from pydantic import BaseModel, Field
+
+from services.core.connection import text
+from services.core.jobstore import task_of
+from services.core.keys import Keys
+from services.core.ledger import RunRecord
+from services.core.policy import RunPolicy, overlap_name
+
+logger = logging.getLogger(__name__)
+
+JOBS_PAGE_DEFAULT = 100
+JOBS_PAGE_MAX = 1000
+# Jobs a page looks at, at most, per job it may return: with a filter that few jobs match, a
+# page ends early (with a cursor) instead of unpickling every stored job.
+_EXAMINED_PER_JOB = 10
+_CHUNK = 200
+
+_ENTRY_ID = re.compile(r"^\d+-\d+$")
+
+
+@dataclass
+class JobPage:
+    jobs: list[Job]
+    next_after: str | None  # the cursor for the next page; None: nothing after this page
+
+
+async def job_page(
+    client: aioredis.Redis,
+    keys: Keys,
+    *,
+    limit: int = JOBS_PAGE_DEFAULT,
+    after: str = "",
+    paused: bool | None = None,
+    task: str | None = None,
+) -> JobPage:
+    """Up to ``limit`` jobs with ids after ``after``, in id order, optionally only the paused
+    (or only the scheduled) ones, or those running ``task`` (client with ``decode=False``)."""
+    ids = sorted(text(job_id) for job_id in await client.hkeys(keys.jobs))
+    ids = ids[bisect.bisect_right(ids, after) if after else 0 :]
+    if paused is not None:
+        members = cast(list[bytes], await client.zrange(keys.run_times, 0, -1))
+        scheduled = {text(job_id) for job_id in members}
+        ids = [job_id for job_id in ids if (job_id not in scheduled) == paused]
+    budget = max(limit * _EXAMINED_PER_JOB, _CHUNK)
+    found: list[Job] = []
+    examined = 0
+    last = ""
+    while examined < len(ids) and len(found) < limit and examined < budget:
+        chunk = ids[examined : examined + _CHUNK]
+        states = await client.hmget(keys.jobs, chunk)
+        for job_id, state in zip(chunk, states, strict=True):
+            examined += 1
+            last = job_id
+            if not state:
+                continue  # deleted meanwhile
+            try:
+                job = job_from_state(state)
+            except Exception:
+                logger.exception("cannot load stored job %r", job_id)
+                continue
+            if task is None or task_of(job) == task:
+                found.append(job)
+                if len(found) == limit:
+                    break
+    return JobPage(found, last if examined < len(ids) else None)
+
+
+def check_entry_id(entry: str) -> None:
+    """A ledger entry id as the API returns it (``<ms>-<n>``); ValueError otherwise."""
+    if not _ENTRY_ID.match(entry):
+        raise ValueError(f"{entry!r} is not a ledger entry id (like 1795332940000-0)")
+
+
+async def run_page(
+    client: aioredis.Redis, keys: Keys, job_id: str, *, limit: int, before: str = ""
+) -> list[tuple[str, RunRecord]]:
+    """Up to ``limit`` ledger entries of ``job_id`` older than entry ``before`` (all if
+    empty), newest first, each with its entry id (client with ``decode=True``)."""
+    if before:
+        check_entry_id(before)
+    entries = await client.xrevrange(
+        keys.runs(job_id), max=f"({before}" if before else "+", min="-", count=limit
+    )
+    return [(str(entry), RunRecord.from_fields(fields)) for entry, fields in entries or []]
+
+
+# A field named kwargs clashes with __init__(**kwargs) for the pydantic mypy plugin; the name is
+# APScheduler's, so it stays.
+class JobView(BaseModel):  # type: ignore[no-redef]
+    """A job as the API shows it."""
+
+    id: str
+    name: str
+    task: str = Field(description="The registered job function this schedule runs.")
+    trigger: str = Field(description="APScheduler's description, e.g. interval[0:00:01].")
+    next_run_time: datetime | None = Field(description="None while paused.")
+    paused: bool
+    max_instances: int
+    misfire_grace_time: int | None = Field(description="Seconds; None means no limit.")
+    coalesce: bool
+    catch_up: Literal["coalesce", "all", "skip"] = Field(
+        description="Missed fire times: coalesce into one run, run all, or skip all."
+    )
+    overlap: str = Field(description="'skip' (max_instances 1) or 'allow N', cluster-wide.")
+    timeout: float | None = Field(description="Seconds a run may take; None means no limit.")
+    kwargs: dict[str, Any]
+
+    @classmethod
+    def of(cls, job: Job) -> JobView:
+        policy = RunPolicy.of(job)
+        return cls(
+            id=job.id,
+            name=job.name,
+            task=task_of(job),
+            trigger=str(job.trigger),
+            next_run_time=job.next_run_time,
+            paused=job.next_run_time is None,
+            max_instances=job.max_instances,
+            misfire_grace_time=job.misfire_grace_time,
+            coalesce=job.coalesce,
+            catch_up=policy.catch_up,
+            overlap=overlap_name(job.max_instances),
+            timeout=policy.timeout,
+            kwargs=dict(job.kwargs),
+        )
+
+
+def job_from_state(state: bytes | str) -> Job:
+    """A stored job, read-only (not bound to a scheduler)."""
+    job = Job.__new__(Job)
+    assert isinstance(state, bytes), "read jobs with a client made with decode=False"
+    job.__setstate__(pickle.loads(state))
+    return job
+
+
+class UnreadableJobError(Exception):
+    """A stored job this code cannot load (stored by another version, or damaged)."""
+
+
+async def read_job(client: aioredis.Redis, keys: Keys, job_id: str) -> Job | None:
+    """One stored job, None if there is none; UnreadableJobError if it cannot be loaded."""
+    state = await client.hget(keys.jobs, job_id)
+    if not state:
+        return None
+    try:
+        return job_from_state(state)
+    except Exception as exc:
+        raise UnreadableJobError(
+            f"stored job {job_id!r} cannot be loaded by this version: {type(exc).__name__}: {exc}"
+        ) from None
