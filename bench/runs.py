@@ -11,8 +11,8 @@ from pathlib import Path
 
 import redis
 
+from services.core.firing.record import RunRecord
 from services.core.keys import Keys
-from services.core.ledger import RunRecord
 from tests.support.cluster import pid_of
 from tests.support.processes import BIN, Processes, wait_until
 from tests.support.redis_server import RedisServer, free_port

@@ -7,8 +7,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from services.core.ledger import RunRecord
 from services.core.membership import Member
+from services.core.reads import RunRecord
 
 
 class ErrorOut(BaseModel):

@@ -8,10 +8,9 @@ from typing import Any
 import redis.asyncio as aioredis
 from fastapi import HTTPException, Request
 
-from services.core.commands import CommandSender, LeaderUnavailable, Op, Outcome
+from services.core.command_channel import CommandSender, LeaderUnavailable, Op, Outcome
 from services.core.connection import async_redis
 from services.core.keys import Keys
-from services.core.ledger import RunLedger
 from services.core.settings import Settings
 
 
@@ -21,15 +20,12 @@ class ApiState:
     keys: Keys = field(init=False)
     redis: aioredis.Redis = field(init=False)
     redis_bytes: aioredis.Redis = field(init=False)
-    ledger: RunLedger = field(init=False)
-
     commands: CommandSender = field(init=False)
 
     def __post_init__(self) -> None:
         self.keys = Keys(self.settings.key_prefix)
         self.redis = async_redis(self.settings)
         self.redis_bytes = async_redis(self.settings, decode=False)
-        self.ledger = RunLedger(self.redis, self.keys, self.settings.ledger_max_entries)
         self.commands = CommandSender(self.redis, self.keys)
 
     async def command(self, op: Op, job_id: str, payload: dict[str, Any] | None = None) -> Outcome:

@@ -16,21 +16,23 @@ import redis
 from redis.exceptions import RedisError
 
 from services.core.bodies import BodyPool
-from services.core.claims import FireCycle
-from services.core.commands import CommandConsumer
+from services.core.command_channel import CommandConsumer
 from services.core.connection import async_redis, runner_id, sync_redis
 from services.core.control import Control
-from services.core.executor import ClaimingExecutor
+from services.core.counters import LEASE_RENEWAL_FAILURES
 from services.core.fencing import LeaderTerm, NotLeaderError
-from services.core.jobstore import FencedRedisJobStore
-from services.core.jobsync import sync_registered_jobs
+from services.core.firing.commit import FireCycle
+from services.core.firing.jobstore import FencedRedisJobStore
+from services.core.firing.path import FirePath
+from services.core.firing.record import Claim, RunLedger, utcnow
+from services.core.firing.run import Runner
+from services.core.firing.scheduler import LeaderScheduler
 from services.core.keys import Keys
 from services.core.lease import Lease
-from services.core.ledger import Claim, RunLedger, utcnow
 from services.core.membership import Membership, live_members
 from services.core.registry import DEFAULTS, Registry
+from services.core.registry_sync import sync_registered_jobs
 from services.core.retention import JobRetention
-from services.core.scheduling import LeaderScheduler
 from services.core.settings import Settings
 
 logger = logging.getLogger("tickonce.leadership")
@@ -45,7 +47,7 @@ class _LeaderRun:
     """What exists only while this process leads."""
 
     scheduler: LeaderScheduler
-    executor: ClaimingExecutor
+    path: FirePath
     client: redis.Redis
     retention: JobRetention
     commands: asyncio.Task[None] | None = None  # once the start-up sync is done
@@ -85,7 +87,7 @@ class Contender:
         )
         self._term: LeaderTerm | None = None
         self._leader: _LeaderRun | None = None
-        self._retired: list[ClaimingExecutor] = []
+        self._retired: list[Runner] = []  # runners of earlier terms with bodies going
         self._fence_timer: asyncio.TimerHandle | None = None
         self._renewing: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
@@ -144,10 +146,10 @@ class Contender:
                 self._redis_answers()
             except RedisError as exc:
                 self._redis_trouble(exc)
-            for executor in self._executors():
+            for runner in self._runners():
                 # Bodies of this and earlier terms keep their running slots (or are stopped).
-                executor.keep_slots()
-            self._retired = [executor for executor in self._retired if executor.busy]
+                runner.keep_slots()
+            self._retired = [runner for runner in self._retired if runner.busy]
             self.last_pass = loop.time()
             wait = (
                 self.settings.renew_interval
@@ -176,8 +178,8 @@ class Contender:
 
     async def drain(self, grace: float) -> None:
         """Wait for jobs still running from earlier terms, up to ``grace``."""
-        await asyncio.gather(*(executor.drain(grace) for executor in self._retired))
-        self._retired = [executor for executor in self._retired if executor.busy]
+        await asyncio.gather(*(runner.drain(grace) for runner in self._retired))
+        self._retired = [runner for runner in self._retired if runner.busy]
 
     # -- leadership ---------------------------------------------------------------------------
 
@@ -269,9 +271,9 @@ class Contender:
             if leader.commands is not None:
                 leader.commands.cancel()
             leader.scheduler.pause()
-            leader.executor.stop_accepting()
+            leader.path.stop_accepting()
             leader.scheduler.shutdown(wait=False)
-            self._retired.append(leader.executor)
+            self._retired.append(leader.path.runner)
         if release and not self._stopping.is_set():
             asyncio.get_running_loop().create_task(self._release_quietly())
 
@@ -287,29 +289,26 @@ class Contender:
         cycle = FireCycle(
             client, self.keys, term, self.settings.ledger_max_entries, on_stale_epoch=self._fence
         )
-        executor = ClaimingExecutor(
-            term=term,
+        runner = Runner(
+            loop=asyncio.get_running_loop(),
             cycle=cycle,
             ledger=self._ledger,
             registry=self._registry,
-            runner=self.id,
+            bodies=self._bodies,
             slot_window_seconds=self.settings.member_window_seconds,
             slot_margin_seconds=self.settings.lease_ttl_seconds,
-            bodies=self._bodies,
-            on_stale_epoch=self._fence,
         )
+        store = FencedRedisJobStore(client, self.keys, term)
+        path = FirePath(term=term, store=store, cycle=cycle, runner=runner, runner_id=self.id)
         scheduler = LeaderScheduler(
+            path=path,
             on_not_leader=self._fence,
-            after_wakeup=cycle.end_wakeup,
             retry_seconds=self.settings.standby_retry_interval,
-            jobstores={
-                "default": FencedRedisJobStore(client, self.keys, term, cycle, executor.catch_up)
-            },
-            executors={"default": executor},
+            jobstores={"default": store},
             job_defaults=DEFAULTS,
         )
         scheduler.start(paused=True)
-        leader = _LeaderRun(scheduler, executor, client, retention)
+        leader = _LeaderRun(scheduler, path, client, retention)
         leader.chores = asyncio.get_running_loop().create_task(self._begin_firing(leader))
         return leader
 
@@ -334,7 +333,7 @@ class Contender:
             self._redis,
             self.keys,
             self.id,
-            Control(leader.scheduler, leader.executor, self._registry, leader.retention).apply,
+            Control(leader.scheduler, self._registry, leader.retention).apply,
             block_ms=int(self.settings.contender_redis_timeout * 500),
         )
         leader.commands = asyncio.get_running_loop().create_task(self._serve_commands(consumer))
@@ -406,7 +405,8 @@ class Contender:
                 self._redis, self.keys, int(self.settings.member_window_seconds * 1000)
             )
         }
-        mine = set().union(*(ex.running_fires for ex in self._executors()))
+        mine = self._leader.path.running_fires if self._leader else set()
+        mine = mine.union(*(runner.recording for runner in self._retired))
         settle = timedelta(seconds=self.settings.lease_ttl_seconds)
         now = utcnow()
 
@@ -418,8 +418,8 @@ class Contender:
         if written := await self._ledger.record_lost(lost):
             logger.warning("recorded %d run(s) whose runner stopped before finishing", written)
 
-    def _executors(self) -> list[ClaimingExecutor]:
-        current = [self._leader.executor] if self._leader else []
+    def _runners(self) -> list[Runner]:
+        current = [self._leader.path.runner] if self._leader else []
         return current + self._retired
 
     def _redis_trouble(self, exc: RedisError) -> None:
@@ -432,7 +432,7 @@ class Contender:
         """Failures happen while Redis is away; they are counted once it answers again."""
         if self._unreported_renewal_failures:
             count, self._unreported_renewal_failures = self._unreported_renewal_failures, 0
-            await self._redis.hincrby(self.keys.counters, "lease_renewal_failures", count)
+            await self._redis.hincrby(self.keys.counters, LEASE_RENEWAL_FAILURES, count)
 
     def _redis_answers(self) -> None:
         if self._redis_down_since is not None:

@@ -16,16 +16,15 @@ from apscheduler.schedulers.base import BaseScheduler
 from pydantic import ValidationError
 from redis.exceptions import RedisError
 
-from services.core.commands import Command, Outcome
-from services.core.execution import UnknownTaskError, resolve, run_task
-from services.core.executor import ClaimingExecutor
+from services.core.command_channel import Command, Outcome
 from services.core.fencing import NotLeaderError
-from services.core.jobstore import task_of
+from services.core.firing.scheduler import LeaderScheduler
 from services.core.policy import RunPolicy
 from services.core.reads import JobView
 from services.core.registry import DEFAULTS, JobDefinitionError, Registry, check_kwargs
 from services.core.retention import JobRetention, keep_history
 from services.core.schedules import JobCreate, JobUpdate, first_fire
+from services.core.tasks import UnknownTaskError, resolve, run_task, task_of
 
 logger = logging.getLogger("tickonce.commands")
 
@@ -53,14 +52,12 @@ class Control:
 
     def __init__(
         self,
-        scheduler: BaseScheduler,
-        executor: ClaimingExecutor,
+        scheduler: LeaderScheduler,
         registry: Registry,
         retention: JobRetention,
     ) -> None:
         """:param retention: forgets deleted jobs, keeping their ledger for its history time."""
         self._scheduler = scheduler
-        self._executor = executor
         self._registry = registry
         self._retention = retention
 
@@ -120,7 +117,7 @@ class Control:
 
     def _run(self, command: Command) -> Outcome:
         job = self._job(command.job_id)
-        what = self._executor.run_manual(job, command.id, command.created_at)
+        what = self._scheduler.run_now(job, command.id, command.created_at)
         return done(job, detail=f"run now: {what}")
 
     def _update(self, command: Command) -> Outcome:

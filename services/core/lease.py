@@ -8,22 +8,25 @@ from dataclasses import dataclass
 import redis.asyncio as aioredis
 
 from services.core.connection import text
+from services.core.counters import counter_names
 from services.core.keys import Keys
 
 # Taking the lease and bumping the epoch are one atomic step, so no two holders ever share an
 # epoch. A retried request (the client re-sends after a timeout, Redis may run both) finds its
 # own token and gets the same epoch back, so the lease is never held by a token nobody has.
 # KEYS: lease, epoch, counters. ARGV: token, ttl ms. Returns the epoch, or 0.
-_ACQUIRE = """
+_ACQUIRE = counter_names(
+    """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   return tonumber(redis.call('GET', KEYS[2]))
 end
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
-  redis.call('HINCRBY', KEYS[3], 'lease_acquisitions', 1)
+  redis.call('HINCRBY', KEYS[3], '{LEASE_ACQUISITIONS}', 1)
   return redis.call('INCR', KEYS[2])
 end
 return 0
 """
+)
 
 # Only the holder of the token may extend. KEYS: lease. ARGV: token, ttl ms. Returns 1 or 0.
 _RENEW = """

@@ -1,6 +1,6 @@
 """What a job's runs do beyond APScheduler's options: catching up after downtime, a time limit.
 
-Stored with the job itself (the second argument of ``execution.run_task``), so it changes
+Stored with the job itself (the second argument of ``tasks.run_task``), so it changes
 atomically with the job in the fenced job store. Names follow Temporal's and Quartz's.
 """
 

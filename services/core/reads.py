@@ -20,10 +20,10 @@ from apscheduler.job import Job
 from pydantic import BaseModel, Field
 
 from services.core.connection import text
-from services.core.jobstore import task_of
+from services.core.firing.record import RunRecord as RunRecord  # a ledger entry, as read
 from services.core.keys import Keys
-from services.core.ledger import RunRecord
 from services.core.policy import RunPolicy, overlap_name
+from services.core.tasks import task_of
 
 logger = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from services.core.ledger import RunRecord, fire_ms
+from services.core.firing.record import RunRecord, fire_ms
 from tests.support.cluster import host_of, leader_id, member_roles
 from tests.support.ledger_checks import duplicates, read_evidence
 from tests.support.processes import Processes, wait_until

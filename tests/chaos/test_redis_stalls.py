@@ -10,8 +10,8 @@ from collections import Counter
 
 import pytest
 
+from services.core.firing.record import RunRecord, fire_ms
 from services.core.keys import Keys
-from services.core.ledger import RunRecord, fire_ms
 from tests.support.cluster import leader_id
 from tests.support.ledger_checks import fire_times
 from tests.support.processes import Processes, wait_until

@@ -20,8 +20,8 @@ from typing import Any
 import httpx
 import pytest
 
+from services.core.firing.record import fire_ms
 from services.core.keys import Keys
-from services.core.ledger import fire_ms
 from tests.e2e.conftest import API_REPLICAS, API_TOKEN, SCHEDULER_REPLICAS, TTL, Stack
 from tests.support.cluster import host_of
 from tests.support.ledger_checks import duplicates, gaps, spread

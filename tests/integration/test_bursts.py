@@ -9,8 +9,8 @@ from typing import cast
 
 import redis
 
+from services.core.firing.record import RunRecord, fire_ms
 from services.core.keys import Keys
-from services.core.ledger import RunRecord, fire_ms
 from tests.support.burst_jobs import EVERY_SECONDS
 from tests.support.processes import Processes, wait_until
 from tests.support.redis_server import RedisServer

@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 import redis
 
-from services.core.ledger import RunRecord
+from services.core.firing.record import RunRecord
 from services.core.registry import Registry
 from services.core.settings import Settings
 from tests.support.leading import lead_for

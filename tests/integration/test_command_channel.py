@@ -13,7 +13,7 @@ import redis
 from fastapi.testclient import TestClient
 
 from services.api.main import create_app
-from services.core.commands import Command, Op, Outcome
+from services.core.command_channel import Command, Op, Outcome
 from services.core.keys import Keys
 from services.core.settings import Settings
 from tests.support.processes import wait_until

@@ -8,8 +8,8 @@ import time
 import pytest
 import redis
 
+from services.core.firing.record import RunRecord
 from services.core.keys import Keys
-from services.core.ledger import RunRecord
 from tests.support.cluster import leader_pid, pid_of, probe_runs
 from tests.support.ledger_checks import Evidence, assert_exactly_once, read_evidence
 from tests.support.processes import Processes, wait_until

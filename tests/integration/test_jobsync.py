@@ -10,10 +10,10 @@ import redis
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from services.core.fencing import LeaderTerm
-from services.core.jobstore import FencedRedisJobStore
-from services.core.jobsync import sync_registered_jobs
+from services.core.firing.jobstore import FencedRedisJobStore
 from services.core.keys import Keys
 from services.core.registry import Registry
+from services.core.registry_sync import sync_registered_jobs
 from tests.support.redis_server import RedisServer
 
 

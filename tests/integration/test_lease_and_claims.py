@@ -13,13 +13,13 @@ from apscheduler.job import Job
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
-from services.core.claims import ClaimResult, FireCycle, FirePlan
-from services.core.execution import run_task
 from services.core.fencing import LeaderTerm, NotLeaderError
-from services.core.jobstore import FencedRedisJobStore
+from services.core.firing.commit import ClaimResult, FireCycle, FirePlan
+from services.core.firing.jobstore import FencedRedisJobStore
+from services.core.firing.record import Claim, RunLedger, RunRecord
 from services.core.keys import Keys
 from services.core.lease import Lease, read_leader
-from services.core.ledger import Claim, RunLedger, RunRecord
+from services.core.tasks import run_task
 from tests.support.redis_server import RedisServer
 
 FIRE = datetime(2030, 1, 1, 12, 0, 0, tzinfo=UTC)

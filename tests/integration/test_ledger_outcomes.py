@@ -8,7 +8,7 @@ from functools import partial
 
 import redis
 
-from services.core.ledger import fire_ms
+from services.core.firing.record import fire_ms
 from services.core.registry import Registry
 from services.core.settings import Settings
 from tests.support.leading import lead_for

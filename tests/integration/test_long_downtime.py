@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import redis
 
+from services.core.firing.record import RunRecord
 from services.core.keys import Keys
-from services.core.ledger import RunRecord
 from services.core.registry import Registry
 from services.core.settings import Settings
 from tests.support.leading import lead_for

@@ -18,10 +18,10 @@ from pydantic import ValidationError
 
 from services.api.main import create_app
 from services.core import connection
-from services.core.commands import CommandConsumer, Outcome
+from services.core.command_channel import CommandConsumer, Outcome
 from services.core.connection import text
+from services.core.firing.record import Claim, RunLedger, RunRecord
 from services.core.keys import Keys
-from services.core.ledger import Claim, RunLedger, RunRecord
 from services.core.membership import Membership
 from services.core.retention import JobRetention, forget_job
 from services.core.settings import Settings

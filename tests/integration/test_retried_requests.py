@@ -13,7 +13,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from services.core.connection import async_redis, sync_redis
 from services.core.fencing import LeaderTerm
-from services.core.jobstore import FencedRedisJobStore
+from services.core.firing.jobstore import FencedRedisJobStore
 from services.core.keys import Keys
 from services.core.lease import Lease
 from services.core.settings import Settings

@@ -15,14 +15,14 @@ import redis
 import redis.asyncio as aioredis
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from services.core.commands import CommandSender
+from services.core.command_channel import CommandSender
 from services.core.connection import text
 from services.core.fencing import LeaderTerm
-from services.core.jobstore import FencedRedisJobStore
-from services.core.jobsync import sync_registered_jobs
+from services.core.firing.jobstore import FencedRedisJobStore
 from services.core.keys import Keys
 from services.core.membership import Membership
 from services.core.registry import Registry
+from services.core.registry_sync import sync_registered_jobs
 from tests.support.cluster import leader_id, member_roles, pid_of
 from tests.support.ledger_checks import read_evidence
 from tests.support.processes import Processes, wait_until

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 
 import redis
 
+from services.core.firing.record import RunRecord, fire_ms
 from services.core.keys import Keys
-from services.core.ledger import RunRecord, fire_ms
 from tests.support.probe_jobs import PROBE, probe_key
 
 
@@ -90,6 +90,11 @@ def gaps(times: list[int], interval_ms: int = 1000) -> list[tuple[int, int]]:
     return [(a, b) for a, b in itertools.pairwise(ordered) if b - a > interval_ms + 1]
 
 
+# Reasons a run ends with when its runner was cut off mid-run: its body may or may not have
+# done its work.
+CUT_OFF = ("runner_lost", "slot_lost")
+
+
 def assert_exactly_once(
     evidence: Evidence,
     *,
@@ -100,8 +105,10 @@ def assert_exactly_once(
     """No fire time twice (ledger and own writes agree); with catch-up, no time missing.
 
     ``allow_lost``: a runner killed or cut off mid-run may have its fire recorded as
-    ``failed: runner_lost`` by the next leader while its body did (or did not) write; and its
-    running slot counts until it expires, so the job's next fires may be skipped meanwhile.
+    ``failed: runner_lost`` by the next leader, and a body whose running slot could no longer
+    be proven held is stopped and recorded as ``failed: slot_lost``, while it did (or did not)
+    write; and a lost running slot counts until it expires, so the job's next fires may be
+    skipped meanwhile.
     ``body_errors``: exceptions the body itself may raise (its own writes to a Redis under
     fault), recorded as ``failed: exception``; the fire time still ran once.
     """
@@ -112,10 +119,17 @@ def assert_exactly_once(
         f"fire times the job itself ran twice: {duplicates(evidence.written_times)}"
     )
     written, succeeded = set(evidence.written_times), set(evidence.succeeded_times)
-    lost = {fire_ms(e.scheduled_at) for e in evidence.ledger if e.reason == "runner_lost"}
+    cut_off = {fire_ms(e.scheduled_at) for e in evidence.ledger if e.reason in CUT_OFF}
+    body_failed = {
+        fire_ms(e.scheduled_at)
+        for e in evidence.ledger
+        if body_errors and e.error.startswith(body_errors)
+    }
     assert succeeded <= written, f"recorded as succeeded but never ran: {succeeded - written}"
-    assert written <= succeeded | (lost if allow_lost else set()), (
-        f"ran but not recorded as succeeded: {sorted(written - succeeded)}"
+    unaccounted = written - succeeded - body_failed - (cut_off if allow_lost else set())
+    assert not unaccounted, (
+        "ran but not recorded as succeeded: "
+        f"{[e for e in evidence.ledger if fire_ms(e.scheduled_at) in unaccounted]}"
     )
     assert len(succeeded) >= min_runs, f"only {len(succeeded)} runs, expected {min_runs}"
     assert not gaps(evidence.ledger_times), (
@@ -123,7 +137,7 @@ def assert_exactly_once(
     )
     expected = [e for e in evidence.ledger if not (body_errors and e.error.startswith(body_errors))]
     statuses = Counter(f"{e.status}:{e.reason}" for e in expected)
-    after_loss = {"failed:runner_lost", "skipped:max_instances (1) reached"}
+    after_loss = {*(f"failed:{reason}" for reason in CUT_OFF), "skipped:max_instances (1) reached"}
     allowed = {"succeeded:", *(after_loss if allow_lost else set())}
     unexpected = [e for e in expected if f"{e.status}:{e.reason}" not in allowed]
     assert not unexpected, f"unexpected outcomes: {statuses}; first: {unexpected[0]}"

@@ -11,8 +11,8 @@ import time
 
 import redis
 
+from services.core.firing.record import fire_ms
 from services.core.keys import Keys
-from services.core.ledger import fire_ms
 from services.core.registry import current_run
 from services.core.settings import get_settings
 

@@ -10,8 +10,8 @@ import json
 
 import redis.asyncio as aioredis
 
+from services.core.firing.record import fire_ms
 from services.core.keys import Keys
-from services.core.ledger import fire_ms
 from services.core.registry import current_run, job
 from services.core.settings import get_settings
 

@@ -8,8 +8,8 @@ import json
 
 import redis
 
+from services.core.firing.record import fire_ms
 from services.core.keys import Keys
-from services.core.ledger import fire_ms
 from services.core.registry import current_run, job
 from services.core.settings import get_settings
 

@@ -1,5 +1,5 @@
 """The leader's APScheduler after shutdown: a wakeup queued before it stopped does nothing,
-even when the job store is failing (the leader stepped down because Redis stopped answering)."""
+even when its wakeups are failing (the leader stepped down because Redis stopped answering)."""
 
 from __future__ import annotations
 
@@ -11,16 +11,21 @@ import redis
 from apscheduler.job import Job
 from apscheduler.jobstores.memory import MemoryJobStore
 
-from services.core.scheduling import LeaderScheduler
+from services.core.firing.scheduler import LeaderScheduler
 
 
 def tick() -> None: ...
 
 
-class UnreachableStore(MemoryJobStore):  # type: ignore[misc]
-    """A job store whose reads fail as the Redis one does while Redis is out of reach."""
+class UnreachablePath:
+    """A fire path whose wakeups fail as they do while Redis is out of reach."""
 
-    def get_due_jobs(self, now: datetime) -> list[Job]:
+    def wakeup(self, now: datetime) -> datetime | None:
+        raise redis.ConnectionError("Redis is not answering")
+
+    def end_wakeup(self) -> None: ...
+
+    def run_now(self, job: Job, command_id: str, requested_at: datetime) -> str:
         raise redis.ConnectionError("Redis is not answering")
 
 
@@ -29,9 +34,10 @@ async def test_a_wakeup_queued_before_shutdown_processes_nothing() -> None:
     errors: list[dict[str, Any]] = []
     loop.set_exception_handler(lambda _, context: errors.append(context))
     scheduler = LeaderScheduler(
+        path=UnreachablePath(),
         on_not_leader=lambda reason: None,
         retry_seconds=0.1,
-        jobstores={"default": UnreachableStore()},
+        jobstores={"default": MemoryJobStore()},
     )
     scheduler.add_job(tick, "interval", seconds=60, id="tick")
     scheduler.start()

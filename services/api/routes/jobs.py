@@ -9,7 +9,6 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from services.api.auth import AUTH_ERRORS, WriteAccess
 from services.api.models import ErrorOut, RunOut
 from services.api.state import ApiState, get_state
-from services.core.execution import UnknownTaskError, resolve
 from services.core.reads import (
     JOBS_PAGE_DEFAULT,
     JOBS_PAGE_MAX,
@@ -21,6 +20,7 @@ from services.core.reads import (
 )
 from services.core.registry import JobDefinitionError, check_kwargs, registry
 from services.core.schedules import JobCreate, JobUpdate
+from services.core.tasks import UnknownTaskError, resolve
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 

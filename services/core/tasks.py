@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from apscheduler.job import Job
+
 from services.core.registry import JobSpec, Registry, registry
 
 
@@ -28,6 +30,11 @@ def resolve(task: str, jobs: Registry = registry) -> JobSpec:
 
 
 def run_task(task: str, policy: dict[str, Any] | None = None, /, **kwargs: Any) -> Any:
-    """Call the registered job ``task`` (the executor resolves and runs it itself; ``policy``
-    is the job's stored RunPolicy, read by the executor)."""
+    """Call the registered job ``task`` (the runner resolves it and runs the body in a
+    worker; ``policy`` is the job's stored RunPolicy, read by the runner)."""
     return resolve(task).func(**kwargs)
+
+
+def task_of(job: Job) -> str:
+    """The registered task a stored job runs (its first argument, see ``run_task``)."""
+    return str(job.args[0]) if job.args else str(job.id)

@@ -1,12 +1,13 @@
-"""Claim per fire: no claim, no run. One wakeup's claims go to Redis in one round trip.
+"""Commit: a job's decided fire times and its new state, written in one atomic step.
 
-APScheduler's loop, per due job: the executor's ``submit_job``, then the store's
-``update_job`` (or ``remove_job``); at the end of the wakeup ``get_next_run_time``. Here the
-first two only *plan*: claims for the runs, ledger entries for the fire times that will not
-run, the job's new state. ``get_next_run_time`` then sends every job's plan as one Lua call
-each, all pipelined with the read of the next run time. Per job the call is atomic: its fire
-times are claimed exactly when its next run time moves past them, so no crash in between can
-lose or repeat a fire time. A run-now is a plan of one run, sent at once.
+No claim, no run. A wakeup *plans* per due job: claims for the fire times to run (each with
+its ``skipped`` entry should ``max_instances`` runs be going on), ledger entries for the ones
+that will not run, the job's new state and next run time. Plans are sent as one Lua call each,
+pipelined, ``SEND_EVERY`` at a time and the last group with the read of the next run time. Per
+job the call is atomic: its fire times are claimed exactly when its next run time moves past
+them, so no crash in between can lose or repeat a fire time. A run-now is a plan of one run,
+sent at once. The running slots that count ``max_instances`` across the cluster are taken here
+too, and refreshed while bodies run.
 """
 
 from __future__ import annotations
@@ -18,17 +19,17 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import redis
 from apscheduler.util import utc_timestamp_to_datetime
 
 from services.core.connection import text
+from services.core.counters import counter_names, run_increments
 from services.core.fencing import LeaderTerm, NotLeaderError
+from services.core.firing.record import Claim, RunRecord, fire_ms
 from services.core.keys import Keys
-from services.core.ledger import Claim, RunRecord, fire_ms, utcnow
-from services.core.metrics import run_increments
 
 logger = logging.getLogger(__name__)
 
@@ -54,9 +55,10 @@ class ClaimResult(enum.IntEnum):
 # Returns {-1} for a stale epoch, else one verdict per entry, at the entry's ``pos``: for a run
 # 1 granted, 0 already decided, 2 full (max_instances runs are going on: recorded as skipped);
 # for an entry recorded as not run, 1 recorded, 0 already decided.
-_FIRE = """
+_FIRE = counter_names(
+    """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then
-  redis.call('HINCRBY', KEYS[5], 'claims_refused_stale_epoch', 1)
+  redis.call('HINCRBY', KEYS[5], '{CLAIMS_REFUSED_STALE_EPOCH}', 1)
   return {-1}
 end
 local plan = cjson.decode(ARGV[2])
@@ -119,7 +121,7 @@ for _, entry in ipairs(plan.entries) do
     end
   end
   if verdict == 0 then
-    redis.call('HINCRBY', KEYS[5], 'claims_refused_taken', 1)
+    redis.call('HINCRBY', KEYS[5], '{CLAIMS_REFUSED_TAKEN}', 1)
   end
   verdicts[entry.pos] = verdict
 end
@@ -141,6 +143,7 @@ if plan.op ~= 'none' and redis.call('HEXISTS', KEYS[2], plan.job) == 1 then
 end
 return verdicts
 """
+)
 
 
 # Keep running slots alive; report the ones that are gone (expired while Redis was out of
@@ -232,13 +235,6 @@ def decided_until(client: redis.Redis, keys: Keys, job_id: str) -> int | None:
     return int(text(mark).split(" ", 1)[0]) if mark else None
 
 
-# How late a fire time is, for misfire_grace_time and catch-up, is judged from when the
-# scheduler began working through the backlog that held it, not from when its turn came: a
-# burst due at one instant (100k reports at midnight) is taken in over several wakeups, and
-# the time that takes is the scheduler's, not downtime. Excused up to this much: a backlog that
-# never ends is overload, and then the grace applies again.
-BACKLOG_EXCUSE = timedelta(seconds=60)
-
 # Plans of one wakeup sent in groups of this many: the first bodies start after a few jobs are
 # planned, not after all of them.
 SEND_EVERY = 16
@@ -269,18 +265,6 @@ class FireCycle:
         self._refresh = client.register_script(_REFRESH)
         self._plans: dict[str, FirePlan] = {}
         self._unanswered: list[FirePlan] = []
-        self._backlog_since: datetime | None = None
-        self.judged_at = utcnow()
-        """The time this wakeup judges lateness by (see ``BACKLOG_EXCUSE``)."""
-
-    def begin(self, now: datetime, *, more_due: bool) -> None:
-        """A wakeup starts at ``now``; ``more_due``: it takes in a full batch of due jobs, so
-        more may be waiting behind them.
-
-        """
-        since = self._backlog_since or now
-        self.judged_at = max(since, now - BACKLOG_EXCUSE)
-        self._backlog_since = since if more_due else None
 
     def end_wakeup(self) -> None:
         """A wakeup is over. Plans a failed one left unsent decided nothing: their jobs are

@@ -1,9 +1,13 @@
-"""The run ledger: every fire time of a job ends as exactly one entry in a capped Redis Stream."""
+"""Record: every fire time of a job ends as exactly one entry in its ledger (a capped Redis
+Stream). Every entry is built here, by the constructors below, one per way a fire can end, and
+written either with the claim decisions (commit.py) or, for runs, by ``RunLedger.finish``."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -13,8 +17,8 @@ import redis.asyncio as aioredis
 from redis.asyncio.client import Pipeline
 
 from services.core.connection import text
+from services.core.counters import flat, run_increments
 from services.core.keys import Keys
-from services.core.metrics import flat, run_increments
 
 Status = Literal["succeeded", "failed", "skipped", "missed"]
 
@@ -162,6 +166,123 @@ class Claim:
         return fire_id(self.job_id, self.scheduled_at, self.manual)
 
 
+# -- the entries, one constructor per way a fire time ends ----------------------------------
+
+
+def not_run(
+    job_id: str,
+    times: list[datetime],
+    status: Status,
+    reason: str,
+    *,
+    runner: str,
+    epoch: int,
+    now: datetime,
+) -> tuple[Claim, RunRecord]:
+    """Fire times decided without running (missed, skipped): one entry, a counted range when
+    there are several. (The claim names the entry's newest fire time.)"""
+    first, last = times[0], times[-1]
+    record = RunRecord(
+        job_id,
+        first,
+        status,
+        runner,
+        epoch,
+        finished_at=now,
+        reason=reason,
+        count=len(times),
+        until=last if len(times) > 1 else None,
+    )
+    return Claim(job_id, last, runner, epoch, now), record
+
+
+def refused(claim: Claim, max_instances: int) -> RunRecord:
+    """A claimed fire refused because ``max_instances`` runs are going on across the cluster:
+    written by the claim's own Lua call if it is refused."""
+    return RunRecord(
+        claim.job_id,
+        claim.scheduled_at,
+        "skipped",
+        claim.runner,
+        claim.epoch,
+        finished_at=claim.claimed_at,
+        reason=refused_reason(max_instances),
+        manual=claim.manual,
+    )
+
+
+def refused_reason(max_instances: int) -> str:
+    return f"max_instances ({max_instances}) reached"
+
+
+def ended(
+    claim: Claim,
+    *,
+    started: datetime,
+    began: float,
+    status: Status,
+    reason: str = "",
+    error: str = "",
+) -> RunRecord:
+    """How a claimed run ended. ``began``: ``time.perf_counter()`` when its body was started
+    (its duration); a run ``skipped`` here never started a body."""
+    ran = status != "skipped"
+    return RunRecord(
+        job_id=claim.job_id,
+        scheduled_at=claim.scheduled_at,
+        status=status,
+        runner=claim.runner,
+        epoch=claim.epoch,
+        started_at=started if ran else None,
+        finished_at=utcnow(),
+        reason=reason,
+        error=error,
+        duration_ms=(time.perf_counter() - began) * 1000 if ran else None,
+        manual=claim.manual,
+    )
+
+
+def lost(claim: Claim, now: datetime) -> RunRecord:
+    """A claimed run whose runner is gone without recording how it ended."""
+    return RunRecord(
+        job_id=claim.job_id,
+        scheduled_at=claim.scheduled_at,
+        status="failed",
+        runner=claim.runner,
+        epoch=claim.epoch,
+        started_at=claim.claimed_at,
+        finished_at=now,
+        reason="runner_lost",
+        error=f"runner {claim.runner} stopped before recording how this run ended",
+        manual=claim.manual,
+    )
+
+
+runs_logger = logging.getLogger("tickonce.runs")
+
+
+def log_run(record: RunRecord) -> None:
+    """One line per fire time, with everything an operator greps for."""
+    level = logging.INFO if record.status == "succeeded" else logging.WARNING
+    duration = "" if record.duration_ms is None else f" duration_ms={record.duration_ms:.1f}"
+    detail = f" reason={record.reason}" if record.reason else ""
+    manual = " manual" if record.manual else ""
+    fields = {key: value for key, value in record.fields().items() if value != ""}
+    runs_logger.log(
+        level,
+        "run job=%s scheduled_at=%s status=%s%s%s runner=%s epoch=%d%s",
+        record.job_id,
+        record.scheduled_at.isoformat(),
+        record.status,
+        detail,
+        duration,
+        record.runner,
+        record.epoch,
+        manual,
+        extra={"run": fields},  # structured, for LOG_FORMAT=json
+    )
+
+
 # The first writer of a claimed fire records it; anyone later (a runner finishing after a leader
 # recorded it as lost, or the reverse) adds nothing. Counting it for the metrics is part of the
 # same step, and so is giving back the run's slot when its body is over.
@@ -283,17 +404,5 @@ class RunLedger:
         for claim in await self.inflight():
             if not is_lost(claim):
                 continue
-            record = RunRecord(
-                job_id=claim.job_id,
-                scheduled_at=claim.scheduled_at,
-                status="failed",
-                runner=claim.runner,
-                epoch=claim.epoch,
-                started_at=claim.claimed_at,
-                finished_at=now,
-                reason="runner_lost",
-                error=f"runner {claim.runner} stopped before recording how this run ended",
-                manual=claim.manual,
-            )
-            written += await self.finish(record)
+            written += await self.finish(lost(claim, now))
         return written

@@ -1,10 +1,15 @@
-"""APScheduler's Redis job store, fenced by the leader's epoch, and read access for the API."""
+"""APScheduler's Redis job store, fenced by the leader's epoch: the storage adapter.
+
+Adds, changes and removals (job sync, commands) are single fenced writes. The wakeup reads due
+jobs in bounded batches here, and writes their new state itself, with their claims (commit.py):
+no read method of this store writes.
+"""
 
 from __future__ import annotations
 
 import logging
 import pickle
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
@@ -14,17 +19,11 @@ from apscheduler.jobstores.base import ConflictingIdError, JobLookupError
 from apscheduler.jobstores.redis import RedisJobStore
 from apscheduler.util import datetime_to_utc_timestamp
 
-from services.core import catchup
-from services.core.claims import FireCycle, FirePlan
 from services.core.connection import text
 from services.core.fencing import LeaderTerm, NotLeaderError
 from services.core.keys import Keys
 
 logger = logging.getLogger(__name__)
-
-# Plans a chunk of an overdue job's fire times as decided without running them (the
-# executor's catch_up); False if it may not (not the leader).
-CatchUp = Callable[[Job, list[datetime]], bool]
 
 # A job store write lands only while the writer's epoch is the current one, so a deposed leader
 # can never move a job's next run time. Retrying a write that landed gives the same answer (the
@@ -70,82 +69,43 @@ DUE_BATCH = 100
 
 
 class FencedRedisJobStore(RedisJobStore):  # type: ignore[misc]
-    """RedisJobStore whose writes are checked against the leader term, locally and in Redis.
+    """RedisJobStore whose writes are checked against the leader term, locally and in Redis."""
 
-    While the scheduler fires, a due job's new state joins the job's fire plan (see claims.py),
-    written atomically with its claims when the wakeup ends.
-    """
-
-    def __init__(
-        self,
-        client: redis.Redis,
-        keys: Keys,
-        term: LeaderTerm,
-        cycle: FireCycle | None = None,
-        catch_up: CatchUp | None = None,
-    ) -> None:
+    def __init__(self, client: redis.Redis, keys: Keys, term: LeaderTerm) -> None:
         super().__init__(jobs_key=keys.jobs, run_times_key=keys.run_times)
         self.redis = client
         self._keys = keys
         self._term = term
-        self._cycle = cycle
-        self._catch_up = catch_up
         self._write = client.register_script(_FENCED_WRITE)
         self._due = client.register_script(_DUE)
 
-    def get_due_jobs(self, now: datetime) -> list[Job]:
+    def due_batch(self, now: datetime) -> tuple[list[Job], bool]:
+        """Up to ``DUE_BATCH`` jobs due at ``now``, the longest due first, and whether the
+        batch is full (more may be due behind it)."""
         found = self._due(
             keys=[self.run_times_key, self.jobs_key],
             args=[repr(datetime_to_utc_timestamp(now)), DUE_BATCH],
         )
         ids, states = found or ([], [])
-        if self._cycle is not None:
-            self._cycle.begin(now, more_due=len(ids) == DUE_BATCH)
-        if not ids:
-            return []
         jobs: list[Job] = self._reconstitute_jobs(zip(ids, states, strict=True))
-        if self._catch_up is None:
-            return jobs
-        # APScheduler enumerates every overdue fire time of what it is handed: hand it only
-        # jobs at most catchup.CHUNK behind, and decide a chunk of the others' backlog here.
-        handed, steps = [], 0
-        for job in jobs:
-            if steps >= catchup.WAKEUP_BUDGET:
-                break  # the rest are still due: the next wakeup follows at once
-            times = catchup.overdue(job, now, catchup.CHUNK + 1)
-            steps += len(times)
-            if len(times) <= catchup.CHUNK:
-                handed.append(job)
-            elif self._catch_up(job, times[:-1]):
-                job._modify(next_run_time=times[-1])
-                self.update_job(job)  # joins the chunk's plan: one atomic step
-        return handed
+        return jobs, len(ids) == DUE_BATCH
 
-    def get_next_run_time(self) -> datetime | None:
-        if self._cycle is not None and self._cycle.pending:
-            return self._cycle.flush()
-        next_run: datetime | None = super().get_next_run_time()
-        return next_run
+    def get_due_jobs(self, now: datetime) -> list[Job]:
+        return self.due_batch(now)[0]
 
-    def _plan(self, job_id: str) -> FirePlan | None:
-        return self._cycle.planned(job_id) if self._cycle is not None else None
-
-    def _completed(self) -> None:
-        if self._cycle is not None:
-            self._cycle.completed()
+    def state_of(self, job: Job) -> tuple[bytes, float | None]:
+        """A job's stored form: its pickled state and next run timestamp (None: paused)."""
+        state = pickle.dumps(job.__getstate__(), self.pickle_protocol)
+        next_run = job.next_run_time
+        return state, datetime_to_utc_timestamp(next_run) if next_run else None
 
     def _fenced(self, op: str, job_id: str, job: Job | None = None) -> None:
         epoch = self._term.require()
-        state = b""
-        next_run = ""
-        if job is not None:
-            state = pickle.dumps(job.__getstate__(), self.pickle_protocol)
-            if job.next_run_time:
-                next_run = repr(datetime_to_utc_timestamp(job.next_run_time))
+        state, next_run = self.state_of(job) if job is not None else (b"", None)
         result = int(
             self._write(
                 keys=[self._keys.epoch, self._keys.jobs, self._keys.run_times],
-                args=[epoch, op, job_id, state, next_run],
+                args=[epoch, op, job_id, state, "" if next_run is None else repr(next_run)],
             )
         )
         if result == -1:
@@ -160,21 +120,9 @@ class FencedRedisJobStore(RedisJobStore):  # type: ignore[misc]
         self._fenced("add", job.id, job)
 
     def update_job(self, job: Job) -> None:
-        if (plan := self._plan(job.id)) is not None:
-            plan.op = "update"
-            plan.state = pickle.dumps(job.__getstate__(), self.pickle_protocol)
-            plan.next_run = (
-                datetime_to_utc_timestamp(job.next_run_time) if job.next_run_time else None
-            )
-            self._completed()
-            return
         self._fenced("update", job.id, job)
 
     def remove_job(self, job_id: str) -> None:
-        if (plan := self._plan(job_id)) is not None:
-            plan.op = "remove"
-            self._completed()
-            return
         self._fenced("remove", job_id)
 
     def remove_all_jobs(self) -> None:
@@ -190,8 +138,3 @@ class FencedRedisJobStore(RedisJobStore):  # type: ignore[misc]
             except Exception:
                 logger.exception("cannot load stored job %r; leaving it in the store", job_id)
         return jobs
-
-
-def task_of(job: Job) -> str:
-    """The registered task a stored job runs (its first argument, see execution.run_task)."""
-    return str(job.args[0]) if job.args else str(job.id)

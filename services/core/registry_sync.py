@@ -9,7 +9,7 @@ It never destroys what it does not understand:
   except while another live member's code defines the job as it stands (a rolling deploy:
   the versions do not undo each other, the surviving one applies its own);
 - a job this code does not define is kept while any live member defines it (its fires are
-  recorded as skipped meanwhile, see executor.py), and removed (and forgotten) only once no
+  recorded as skipped meanwhile, see firing/run.py), and removed (and forgotten) only once no
   live member does.
 An unchanged job is left alone: its paused state, next run time and run-time changes stay.
 """
@@ -25,14 +25,14 @@ import redis
 from apscheduler.schedulers.base import BaseScheduler
 from apscheduler.triggers.base import BaseTrigger
 
-from services.core.claims import decided_until
 from services.core.connection import text
-from services.core.execution import run_task
+from services.core.firing.commit import decided_until
+from services.core.firing.record import fire_ms
 from services.core.keys import Keys
-from services.core.ledger import fire_ms
 from services.core.membership import definitions_elsewhere
 from services.core.registry import JobSpec, Registry
 from services.core.retention import keep_history
+from services.core.tasks import run_task
 
 logger = logging.getLogger(__name__)
 

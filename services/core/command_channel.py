@@ -28,8 +28,8 @@ from typing import Any, Literal
 import redis.asyncio as aioredis
 from pydantic import BaseModel, ValidationError
 
+from services.core.firing.record import utcnow
 from services.core.keys import Keys
-from services.core.ledger import utcnow
 from services.core.membership import live_members
 
 logger = logging.getLogger("tickonce.commands")

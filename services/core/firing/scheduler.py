@@ -1,0 +1,95 @@
+"""The leader's APScheduler: an AsyncIOScheduler whose wakeups go through the fire path.
+
+APScheduler keeps what it is good at: the timer on the event loop, job changes (add, modify,
+pause, remove) under its job store lock, triggers. A wakeup is the fire path's
+(``FirePath.wakeup``), not APScheduler's executor loop: no executor runs a job here, and no
+job store read method writes.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+from threading import TIMEOUT_MAX
+from typing import Any, Protocol
+
+import redis
+from apscheduler.executors.base import BaseExecutor
+from apscheduler.job import Job
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.schedulers.base import STATE_PAUSED, STATE_STOPPED
+
+from services.core.fencing import NotLeaderError
+
+logger = logging.getLogger(__name__)
+
+
+class FirePathLike(Protocol):
+    """What the scheduler needs of the fire path (``path.FirePath``)."""
+
+    def wakeup(self, now: datetime) -> datetime | None: ...
+    def end_wakeup(self) -> None: ...
+    def run_now(self, job: Job, command_id: str, requested_at: datetime) -> str: ...
+
+
+class _NoExecutor(BaseExecutor):  # type: ignore[misc]
+    """Stands where APScheduler expects an executor: fires go through the fire path."""
+
+    def _do_submit_job(self, job: Job, run_times: list[datetime]) -> None:
+        raise RuntimeError("jobs are fired by the fire path, not by an APScheduler executor")
+
+
+class LeaderScheduler(AsyncIOScheduler):  # type: ignore[misc]
+    """AsyncIOScheduler that fires through the fire path, survives job store errors and stops
+    when it is no longer leader.
+
+    In APScheduler 3.x an exception escaping a wakeup (say, Redis failing while a job's next
+    run time is written) ends its timer for good; here it schedules a retry instead.
+    """
+
+    def __init__(
+        self,
+        *,
+        path: FirePathLike,
+        on_not_leader: Callable[[str], None],
+        retry_seconds: float,
+        **options: Any,
+    ) -> None:
+        options.setdefault("timezone", UTC)
+        options.setdefault("jobstore_retry_interval", retry_seconds)
+        options.setdefault("executors", {"default": _NoExecutor()})
+        super().__init__(**options)
+        self._path = path
+        self._on_not_leader = on_not_leader
+        self._retry_seconds = retry_seconds
+
+    def run_now(self, job: Job, command_id: str, requested_at: datetime) -> str:
+        """Run ``job`` once now (a run-now command): apart from wakeups and job changes."""
+        with self._jobstores_lock:
+            return self._path.run_now(job, command_id, requested_at)
+
+    def _process_jobs(self) -> float | None:
+        if self.state in (STATE_STOPPED, STATE_PAUSED):
+            return None  # stopped: a wakeup queued before the shutdown; this scheduler is done
+        try:
+            with self._jobstores_lock:  # no job change lands in the middle of a wakeup
+                try:
+                    next_run = self._path.wakeup(datetime.now(UTC))
+                finally:
+                    self._path.end_wakeup()
+        except NotLeaderError as exc:
+            self._on_not_leader(str(exc))
+            return None
+        except redis.RedisError as exc:
+            logger.warning(
+                "job store unavailable (%s); retrying in %.1fs", exc, self._retry_seconds
+            )
+            return self._retry_seconds
+        except Exception:
+            logger.exception("processing due jobs failed; retrying in %.1fs", self._retry_seconds)
+            return self._retry_seconds
+        if next_run is None:
+            return None
+        wait = (next_run - datetime.now(UTC)).total_seconds()
+        return min(max(wait, 0.0), float(TIMEOUT_MAX))
