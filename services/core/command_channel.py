@@ -266,7 +266,9 @@ class CommandConsumer:
                 await self._answer(command, previous, entry_id)
                 return
             # "applying": the leader before died while applying it; operations are idempotent.
-        outcome = self._apply(command)
+        # In a thread: applying writes the job store (and waits for a wakeup in progress), and
+        # the loop this runs on renews the lease.
+        outcome = await asyncio.to_thread(self._apply, command)
         logger.info(
             "command %s %s %s: %d %s",
             command.id,

@@ -148,7 +148,7 @@ class Contender:
                 self._redis_trouble(exc)
             for runner in self._runners():
                 # Bodies of this and earlier terms keep their running slots (or are stopped).
-                runner.keep_slots()
+                await runner.keep_slots()
             self._retired = [runner for runner in self._retired if runner.busy]
             self.last_pass = loop.time()
             wait = (
@@ -286,12 +286,18 @@ class Contender:
         self._last_sync = asyncio.get_running_loop().time()  # the start-up sync below
         client = sync_redis(self.settings)
         retention = JobRetention(client, self.keys, self.settings.deleted_job_history_seconds)
+        loop = asyncio.get_running_loop()
+
+        def fence_soon(reason: str) -> None:  # from the firing thread, which learns it first
+            loop.call_soon_threadsafe(self._fence, reason)
+
         cycle = FireCycle(
-            client, self.keys, term, self.settings.ledger_max_entries, on_stale_epoch=self._fence
+            client, self.keys, term, self.settings.ledger_max_entries, on_stale_epoch=fence_soon
         )
         runner = Runner(
-            loop=asyncio.get_running_loop(),
-            cycle=cycle,
+            loop=loop,
+            client=self._redis,
+            keys=self.keys,
             ledger=self._ledger,
             registry=self._registry,
             bodies=self._bodies,
@@ -302,7 +308,7 @@ class Contender:
         path = FirePath(term=term, store=store, cycle=cycle, runner=runner, runner_id=self.id)
         scheduler = LeaderScheduler(
             path=path,
-            on_not_leader=self._fence,
+            on_not_leader=fence_soon,
             retry_seconds=self.settings.standby_retry_interval,
             jobstores={"default": store},
             job_defaults=DEFAULTS,

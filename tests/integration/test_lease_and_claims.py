@@ -17,6 +17,7 @@ from services.core.fencing import LeaderTerm, NotLeaderError
 from services.core.firing.commit import ClaimResult, FireCycle, FirePlan
 from services.core.firing.jobstore import FencedRedisJobStore
 from services.core.firing.record import Claim, RunLedger, RunRecord
+from services.core.firing.run import refresh_slots
 from services.core.keys import Keys
 from services.core.lease import Lease, read_leader
 from services.core.tasks import run_task
@@ -273,14 +274,8 @@ async def test_max_instances_is_counted_across_the_cluster(
     assert await ledger.finish(record, release_slot="a:1#x")
     assert fire(client, keys, third, limit=1, slot="b:2#z") is ClaimResult.GRANTED
 
-    cycle = FireCycle(
-        client,
-        keys,
-        LeaderTerm(1, float("inf"), lambda: 0.0),
-        100,
-        on_stale_epoch=lambda reason: None,
-    )
-    assert cycle.refresh_slots([("job", "b:2#z"), ("job", "gone#0")], 60_000) == {"gone#0"}
+    kept = [("job", "b:2#z"), ("job", "gone#0")]
+    assert await refresh_slots(aclient, keys, kept, 60_000) == {"gone#0"}
     expiring = claim(1, at=FIRE + timedelta(seconds=9))
     client.delete(keys.running("job"))
     assert fire(client, keys, expiring, limit=1, slot="c:3#w", window_ms=50) is ClaimResult.GRANTED

@@ -7,7 +7,7 @@ pipelined, ``SEND_EVERY`` at a time and the last group with the read of the next
 job the call is atomic: its fire times are claimed exactly when its next run time moves past
 them, so no crash in between can lose or repeat a fire time. A run-now is a plan of one run,
 sent at once. The running slots that count ``max_instances`` across the cluster are taken here
-too, and refreshed while bodies run.
+too (run.py keeps them while bodies run).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -146,23 +146,6 @@ return verdicts
 )
 
 
-# Keep running slots alive; report the ones that are gone (expired while Redis was out of
-# reach), whose bodies must stop. KEYS: running sets. ARGV: window ms, then one member per key.
-_REFRESH = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local lost = {}
-for i, key in ipairs(KEYS) do
-  if redis.call('ZSCORE', key, ARGV[i + 1]) then
-    redis.call('ZADD', key, now + tonumber(ARGV[1]), ARGV[i + 1])
-  else
-    table.insert(lost, ARGV[i + 1])
-  end
-end
-return lost
-"""
-
-
 def _entry(claim: Claim, record: RunRecord) -> dict[str, Any]:
     metrics = [part for pair in run_increments(record) for part in pair]
     return {"claim": claim.to_json(), "metrics": metrics, "fields": record.flat_fields()}
@@ -262,7 +245,6 @@ class FireCycle:
         self._max_entries = max_entries
         self._on_stale_epoch = on_stale_epoch
         self._fire = client.register_script(_FIRE)
-        self._refresh = client.register_script(_REFRESH)
         self._plans: dict[str, FirePlan] = {}
         self._unanswered: list[FirePlan] = []
 
@@ -341,13 +323,3 @@ class FireCycle:
     def forget_unanswered(self) -> None:
         """The term is over: plans never answered are left to the lost-run sweep."""
         self._unanswered = []
-
-    def refresh_slots(self, slots: Sequence[tuple[str, str]], window_ms: int) -> set[str]:
-        """Extend running slots (job id, member); the members that are gone."""
-        if not slots:
-            return set()
-        lost = self._refresh(
-            keys=[self._keys.running(job_id) for job_id, _ in slots],
-            args=[window_ms, *(member for _, member in slots)],
-        )
-        return {text(member) for member in lost}

@@ -140,7 +140,7 @@ class FirePath:
                 elif verdict is ClaimResult.FULL:
                     record.log_run(skipped)
             if granted:
-                self.runner.start(job, granted, slot, sent)
+                self.runner.start_soon(job, granted, slot, sent)
 
         plan = FirePlan(
             job_id=job.id,

@@ -379,10 +379,6 @@ class RunLedger:
             client=client,
         )
 
-    async def release_slot(self, job_id: str, slot: str) -> None:
-        """Give back a running slot whose body ended after its run was recorded (a timeout)."""
-        await self._client.zrem(self._keys.running(job_id), slot)
-
     async def recent(self, job_id: str, limit: int) -> list[RunRecord]:
         """The newest ``limit`` entries of a job, newest first."""
         entries = await self._client.xrevrange(self._keys.runs(job_id), count=limit)

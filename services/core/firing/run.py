@@ -16,22 +16,42 @@ import contextlib
 import logging
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 import redis
+import redis.asyncio as aioredis
 from apscheduler.job import Job
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
 
 from services.core.bodies import BodyPool, BodyRef, BodyRun
+from services.core.connection import text
 from services.core.firing import record
-from services.core.firing.commit import FireCycle
 from services.core.firing.record import Claim, RunLedger, RunRecord, utcnow
+from services.core.keys import Keys
 from services.core.policy import RunPolicy
 from services.core.registry import Registry, RunContext
 from services.core.tasks import UnknownTaskError, resolve, task_of
 
 logger = logging.getLogger("tickonce.runs")
+
+
+# Keep running slots alive; report the ones that are gone (expired while Redis was out of
+# reach), whose bodies must stop. KEYS: running sets. ARGV: window ms, then one member per key.
+_REFRESH = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local lost = {}
+for i, key in ipairs(KEYS) do
+  if redis.call('ZSCORE', key, ARGV[i + 1]) then
+    redis.call('ZADD', key, now + tonumber(ARGV[1]), ARGV[i + 1])
+  else
+    table.insert(lost, ARGV[i + 1])
+  end
+end
+return lost
+"""
 
 
 @dataclass
@@ -52,6 +72,17 @@ class _Batch:
     launch_error: str = ""
 
 
+async def refresh_slots(
+    client: aioredis.Redis, keys: Keys, slots: Sequence[tuple[str, str]], window_ms: int
+) -> set[str]:
+    """Extend running slots (job id, member) by ``window_ms``; the members that are gone."""
+    lost = await client.register_script(_REFRESH)(
+        keys=[keys.running(job_id) for job_id, _ in slots],
+        args=[window_ms, *(member for _, member in slots)],
+    )
+    return {text(member) for member in lost}
+
+
 def new_slot(runner: str) -> str:
     """A running slot's member: its runner, so a reader can tell whose it is."""
     return f"{runner}#{uuid.uuid4().hex[:12]}"
@@ -64,7 +95,8 @@ class Runner:
         self,
         *,
         loop: asyncio.AbstractEventLoop,
-        cycle: FireCycle,
+        client: aioredis.Redis,
+        keys: Keys,
         ledger: RunLedger,
         registry: Registry,
         bodies: BodyPool,
@@ -72,7 +104,8 @@ class Runner:
         slot_margin_seconds: float,
     ) -> None:
         self._loop = loop
-        self._cycle = cycle
+        self._client = client
+        self._keys = keys
         self._ledger = ledger
         self._registry = registry
         self._bodies = bodies
@@ -86,6 +119,11 @@ class Runner:
     @property
     def busy(self) -> bool:
         return bool(self._tasks or self._batches)
+
+    def start_soon(self, job: Job, claims: list[Claim], slot: str, sent: float) -> None:
+        """``start`` on the loop, from any thread (the firing thread gets the claims)."""
+        self.recording.update(claim.fire_id for claim in claims)
+        self._loop.call_soon_threadsafe(self.start, job, claims, slot, sent)
 
     def start(self, job: Job, claims: list[Claim], slot: str, sent: float) -> None:
         """Run claimed fires one after another under their running slot (taken at ``sent``,
@@ -116,7 +154,7 @@ class Runner:
         if batch.run is not None and not batch.run.done:
             await asyncio.wait([batch.run.ended])
             with contextlib.suppress(redis.RedisError):  # else it expires once not refreshed
-                await self._ledger.release_slot(batch.job_id, batch.slot)
+                await self._client.zrem(self._keys.running(batch.job_id), batch.slot)
         if batch.deadline is not None:
             batch.deadline.cancel()
         self._batches.pop(batch.slot, None)
@@ -236,7 +274,7 @@ class Runner:
 
     # -- keeping slots (called from the contender's loop) ----------------------------------
 
-    def keep_slots(self) -> None:
+    async def keep_slots(self) -> None:
         """Refresh the running slots of these bodies (called every contender pass).
 
         A body whose slot can no longer be proven held is stopped by its deadline timer,
@@ -247,8 +285,11 @@ class Runner:
             return
         sent = self._loop.time()
         try:
-            lost = self._cycle.refresh_slots(
-                [(b.job_id, b.slot) for b in batches], int(self.slot_window * 1000)
+            lost = await refresh_slots(
+                self._client,
+                self._keys,
+                [(b.job_id, b.slot) for b in batches],
+                int(self.slot_window * 1000),
             )
         except redis.RedisError:
             return

@@ -3,13 +3,17 @@
 APScheduler keeps what it is good at: the timer on the event loop, job changes (add, modify,
 pause, remove) under its job store lock, triggers. A wakeup is the fire path's
 (``FirePath.wakeup``), not APScheduler's executor loop: no executor runs a job here, and no
-job store read method writes.
+job store read method writes. Wakeups run one at a time in a thread of their own, so their
+Redis round trips never hold up the event loop, which renews the lease and runs the bodies'
+bookkeeping.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from threading import TIMEOUT_MAX
 from typing import Any, Protocol
@@ -17,8 +21,9 @@ from typing import Any, Protocol
 import redis
 from apscheduler.executors.base import BaseExecutor
 from apscheduler.job import Job
+from apscheduler.schedulers import SchedulerNotRunningError
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
-from apscheduler.schedulers.base import STATE_PAUSED, STATE_STOPPED
+from apscheduler.schedulers.base import STATE_PAUSED, STATE_STOPPED, BaseScheduler
 
 from services.core.fencing import NotLeaderError
 
@@ -63,6 +68,44 @@ class LeaderScheduler(AsyncIOScheduler):  # type: ignore[misc]
         self._path = path
         self._on_not_leader = on_not_leader
         self._retry_seconds = retry_seconds
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tickonce-firing")
+        self._firing: asyncio.Future[float | None] | None = None
+        self._woken_meanwhile = False
+
+    def wakeup(self) -> None:
+        """Wake up now (from any thread): jobs changed, or the timer went off."""
+        loop = self._eventloop
+        if loop is not None:
+            loop.call_soon_threadsafe(self._begin_wakeup)
+
+    def _begin_wakeup(self) -> None:
+        self._stop_timer()
+        if self._eventloop is None or self.state == STATE_STOPPED:
+            return  # queued before the shutdown: this scheduler is done
+        if self._firing is not None:  # one at a time; a change meanwhile means go again
+            self._woken_meanwhile = True
+            return
+        self._firing = self._eventloop.run_in_executor(self._thread, self._process_jobs)
+        self._firing.add_done_callback(self._end_wakeup)
+
+    def _end_wakeup(self, done: asyncio.Future[float | None]) -> None:
+        self._firing = None
+        wait = None if done.cancelled() or done.exception() else done.result()
+        if self._woken_meanwhile:
+            self._woken_meanwhile, wait = False, 0.0
+        if self._eventloop is not None and self.state != STATE_STOPPED:
+            self._start_timer(wait)
+
+    def shutdown(self, wait: bool = True) -> None:
+        """Stop now; the job store is closed in the firing thread, after a wakeup in progress
+        (APScheduler closes it under the job store lock, which that wakeup holds: on the loop,
+        this would wait for it)."""
+        if not self.running:
+            raise SchedulerNotRunningError
+        self._stop_timer()
+        self._eventloop = None  # no wakeup starts from here on
+        self._thread.submit(BaseScheduler.shutdown, self, wait)
+        self._thread.shutdown(wait=False)
 
     def run_now(self, job: Job, command_id: str, requested_at: datetime) -> str:
         """Run ``job`` once now (a run-now command): apart from wakeups and job changes."""
@@ -70,6 +113,7 @@ class LeaderScheduler(AsyncIOScheduler):  # type: ignore[misc]
             return self._path.run_now(job, command_id, requested_at)
 
     def _process_jobs(self) -> float | None:
+        """One wakeup, in the firing thread; never raises. The wait until the next one."""
         if self.state in (STATE_STOPPED, STATE_PAUSED):
             return None  # stopped: a wakeup queued before the shutdown; this scheduler is done
         try:
