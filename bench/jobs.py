@@ -1,10 +1,12 @@
-"""Benchmark jobs: BENCH_JOBS no-op jobs every second (all due at the same instant: the worst
-case for lateness), and a counter job for comparing duplicate runs with the naive recipe."""
+"""Benchmark jobs: BENCH_JOBS no-op jobs every BENCH_INTERVAL seconds (default 1), all due at
+the same instant (the worst case for lateness) or, with BENCH_SPREAD=1, spread evenly over the
+interval (a sustained rate); and a counter job for comparing duplicate runs with the naive
+recipe."""
 
 from __future__ import annotations
 
 import os
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import redis.asyncio as aioredis
 
@@ -13,17 +15,25 @@ from services.core.registry import job
 from services.core.settings import get_settings
 
 BENCH_JOBS = int(os.environ.get("BENCH_JOBS", "0"))
+BENCH_INTERVAL = float(os.environ.get("BENCH_INTERVAL", "1"))
+BENCH_SPREAD = os.environ.get("BENCH_SPREAD", "") == "1"
 
 
 async def _noop() -> None: ...
 
 
 # One start for all (a whole second): every fire time of every job is the same instant.
-# (Without it each job would start when it was added, spread over the ~30 ms that takes.)
+# (Without it each job would start when it was added, spread over the time that takes.)
 _START = datetime(2026, 1, 1, tzinfo=UTC)
 
+
+def bench_id(n: int) -> str:
+    return f"bench-{n:06d}"
+
+
 for _n in range(BENCH_JOBS):
-    job("interval", seconds=1, start_date=_START, id=f"bench-{_n:04d}")(_noop)
+    _offset = timedelta(seconds=BENCH_INTERVAL * _n / BENCH_JOBS) if BENCH_SPREAD else timedelta()
+    job("interval", seconds=BENCH_INTERVAL, start_date=_START + _offset, id=bench_id(_n))(_noop)
 
 
 def counter_key() -> str:

@@ -51,11 +51,16 @@ async def job_page(
     after: str = "",
     paused: bool | None = None,
     task: str | None = None,
+    search: str = "",
 ) -> JobPage:
     """Up to ``limit`` jobs with ids after ``after``, in id order, optionally only the paused
-    (or only the scheduled) ones, or those running ``task`` (client with ``decode=False``)."""
+    (or only the scheduled) ones, those running ``task``, or those whose id contains
+    ``search`` (any case) (client with ``decode=False``)."""
     ids = sorted(text(job_id) for job_id in await client.hkeys(keys.jobs))
     ids = ids[bisect.bisect_right(ids, after) if after else 0 :]
+    if search:
+        needle = search.lower()
+        ids = [job_id for job_id in ids if needle in job_id.lower()]
     if paused is not None:
         members = cast(list[bytes], await client.zrange(keys.run_times, 0, -1))
         scheduled = {text(job_id) for job_id in members}

@@ -1,8 +1,10 @@
-"""The status page in a real headless Chromium: jobs appear, and a pause click pauses."""
+"""The status page in a real headless Chromium: jobs appear, and a pause click pauses; with
+thousands of jobs it shows and reads one page of them at a time, and finds a job by its id."""
 
 from __future__ import annotations
 
 import os
+import pickle
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,6 +14,7 @@ import pytest
 import redis
 from playwright.sync_api import Browser, expect, sync_playwright
 
+from services.core.keys import Keys
 from tests.support.processes import REPO, Processes, wait_until
 from tests.support.redis_server import RedisServer, free_port
 
@@ -98,3 +101,69 @@ def test_the_page_shows_jobs_and_a_pause_click_pauses_the_job(
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "status-page.png"), full_page=True)
     page.close()
+
+
+TENANTS = [f"tenant-{n:04d}" for n in range(3000)]
+PAGE_SIZE = 25  # the page's PAGE_SIZE
+
+
+def test_the_page_pages_and_searches_many_jobs_without_loading_them_all(
+    browser: Browser,
+    redis_server: RedisServer,
+    client: redis.Redis,
+    processes: Processes,
+    prefix: str,
+) -> None:
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    processes.gunicorn(
+        "api",
+        port,
+        workers=2,
+        REDIS_URL=redis_server.url,
+        SCHEDULER_MODE="embedded",
+        JOBS_MODULES="tests.support.probe_jobs,tests.support.control_jobs",
+    )
+    keys = Keys(prefix)
+    raw = redis.Redis.from_url(redis_server.url)
+    wait_until(lambda: raw.hexists(keys.jobs, "greet"), 30, "the api with its jobs")
+    # 3,000 more jobs, paused, as if created through the API: each a copy of greet's state.
+    state = pickle.loads(raw.hget(keys.jobs, "greet"))  # type: ignore[arg-type]
+    with raw.pipeline(transaction=False) as pipe:
+        for job_id in TENANTS:
+            pipe.hset(
+                keys.jobs, job_id, pickle.dumps({**state, "id": job_id, "next_run_time": None})
+            )
+        pipe.execute()
+
+    requested: list[str] = []
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    page.on("request", lambda request: requested.append(request.url))
+    page.goto(base + "/")
+    rows = page.locator("tr[data-job]")
+    expect(page.locator("#page-info")).to_have_text(f"jobs 1-{PAGE_SIZE}", timeout=10_000)
+    expect(rows).to_have_count(PAGE_SIZE)
+    expect(rows.first).to_have_attribute("data-job", "greet")  # ids in order: greet, probe, ...
+    expect(rows.nth(2)).to_have_attribute("data-job", TENANTS[0])
+
+    page.click("#next-page")
+    expect(page.locator("#page-info")).to_have_text(f"jobs {PAGE_SIZE + 1}-{2 * PAGE_SIZE}")
+    expect(rows.first).to_have_attribute("data-job", TENANTS[PAGE_SIZE - 2])
+    expect(rows).to_have_count(PAGE_SIZE)
+    page.click("#prev-page")
+    expect(rows.first).to_have_attribute("data-job", "greet")
+    expect(page.locator("#prev-page")).to_be_disabled()
+
+    page.fill("#job-search", "ANT-2999")  # any case
+    expect(rows).to_have_count(1)
+    expect(rows.first).to_have_attribute("data-job", "tenant-2999")
+    expect(page.locator("#next-page")).to_be_disabled()
+    page.fill("#job-search", "no-such-job")
+    expect(page.locator("#jobs")).to_contain_text("no job id contains that")
+    page.close()
+
+    listed = [url for url in requested if "/jobs?" in url]
+    runs = [url for url in requested if url.split("?")[0].endswith("/runs")]
+    assert listed and all(f"limit={PAGE_SIZE}" in url for url in listed), listed[:5]
+    assert len(runs) <= PAGE_SIZE * len(listed), "runs read only for the jobs on the page"
+    assert not any(url.split("?")[0].endswith("/jobs") and "?" not in url for url in requested)

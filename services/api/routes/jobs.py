@@ -85,9 +85,18 @@ async def list_jobs(
     task: Annotated[
         str | None, Query(description="Only jobs that run this registered task.")
     ] = None,
+    search: Annotated[
+        str, Query(max_length=200, description="Only jobs whose id contains this (any case).")
+    ] = "",
 ) -> list[JobView]:
     page = await job_page(
-        state.redis_bytes, state.keys, limit=limit, after=after, paused=paused, task=task
+        state.redis_bytes,
+        state.keys,
+        limit=limit,
+        after=after,
+        paused=paused,
+        task=task,
+        search=search,
     )
     if page.next_after is not None:
         following = request.url.include_query_params(after=page.next_after)
