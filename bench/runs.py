@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import signal
 import statistics
+import subprocess
+import sys
 import time
 import uuid
 from dataclasses import dataclass
@@ -11,6 +13,7 @@ from pathlib import Path
 
 import redis
 
+from bench.jobs import bench_id
 from services.core.firing.record import RunRecord
 from services.core.keys import Keys
 from tests.support.cluster import pid_of
@@ -40,6 +43,7 @@ class Lateness:
     p99_ms: float
     max_ms: float
     not_run: int
+    plain: bool = False  # plain APScheduler in one process, not tickonce
 
 
 def measure_lateness(
@@ -62,7 +66,7 @@ def measure_lateness(
     keys = Keys(prefix)
     try:
         processes.scheduler("scheduler")
-        wait_until(lambda: client.exists(keys.runs("bench-0000")), 60, "the first fires")
+        wait_until(lambda: client.exists(keys.runs(bench_id(0))), 60, "the first fires")
         time.sleep(3)  # warm up
         start = time.time()
         time.sleep(seconds)
@@ -72,7 +76,7 @@ def measure_lateness(
         processes.close(quiet=True)
     entries = [
         e
-        for e in ledger(client, keys, [f"bench-{n:04d}" for n in range(jobs)])
+        for e in ledger(client, keys, [bench_id(n) for n in range(jobs)])
         if start <= e.scheduled_at.timestamp() < end
     ]
     late = [
@@ -87,6 +91,21 @@ def measure_lateness(
         percentile(late, 99),
         max(late),
         sum(e.status != "succeeded" for e in entries),
+    )
+
+
+def measure_plain(jobs: int, seconds: float = 10) -> Lateness:
+    """The same load on plain APScheduler in one process (bench/plain.py)."""
+    output = subprocess.run(
+        [sys.executable, "-m", "bench.plain", str(jobs), str(seconds)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=seconds + 60,
+    ).stdout
+    late = [float(value) for value in output.split()]
+    return Lateness(
+        jobs, len(late), percentile(late, 50), percentile(late, 99), max(late), 0, plain=True
     )
 
 

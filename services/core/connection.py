@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
 import redis
 import redis.asyncio as aioredis
+from redis.asyncio.client import Pipeline as AsyncPipeline
 from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
+from redis.client import Pipeline
+from redis.commands.core import AsyncScript, Script
+from redis.exceptions import NoScriptError
 from redis.retry import Retry
 
 from services.core.settings import Settings
@@ -46,6 +52,51 @@ def sync_redis(settings: Settings, *, decode: bool = False) -> redis.Redis:
         retry=Retry(NoBackoff(), 1),
         retry_on_error=list(_RETRY_ON),
     )
+
+
+def pipelined_scripts(
+    client: redis.Redis, queue: Callable[[Pipeline], None], scripts: Sequence[Script]
+) -> list[Any]:
+    """Run a pipeline whose Lua calls ``queue`` adds as ``EVALSHA`` (see ``evalsha``), without
+    the ``SCRIPT EXISTS`` round trip redis-py sends before every pipeline of scripts. If the
+    server lacks them (a restarted Redis), they are loaded and the pipeline is run again: the
+    callers' scripts are idempotent (a plan by its id, a record by its claim)."""
+    for attempt in range(2):
+        pipe = client.pipeline(transaction=False)
+        queue(pipe)
+        try:
+            return pipe.execute()
+        except NoScriptError:
+            if attempt:
+                raise
+            for script in scripts:
+                client.script_load(script.script)
+    raise AssertionError("unreachable")
+
+
+async def pipelined_scripts_async(
+    client: aioredis.Redis,
+    queue: Callable[[AsyncPipeline], Awaitable[None]],
+    scripts: Sequence[AsyncScript],
+) -> list[Any]:
+    """``pipelined_scripts`` for an asyncio client; errors come back in the list, one per
+    call, as ``execute(raise_on_error=False)`` gives them."""
+    for attempt in range(2):
+        async with client.pipeline(transaction=False) as pipe:
+            await queue(pipe)
+            results = await pipe.execute(raise_on_error=False)
+        if attempt or not any(isinstance(result, NoScriptError) for result in results):
+            return results
+        for script in scripts:
+            await client.script_load(script.script)
+    raise AssertionError("unreachable")
+
+
+def evalsha(
+    pipe: Pipeline | AsyncPipeline, script: Script | AsyncScript, keys: list[Any], args: list[Any]
+) -> Any:
+    """Queue ``script`` on ``pipe`` by its digest (for ``pipelined_scripts``)."""
+    return pipe.evalsha(script.sha, len(keys), *keys, *args)
 
 
 def text(value: bytes | str) -> str:

@@ -306,3 +306,21 @@ async def test_runs_ending_together_are_each_recorded_once(
     entries = await ledger.recent("job", 1000)
     assert sorted(e.scheduled_at for e in entries) == times
     assert {e.runner for e in entries} == {"a:1"}
+
+
+async def test_claims_and_records_land_after_redis_forgot_its_scripts(
+    aclient: aioredis.Redis, client: redis.Redis, prefix: str
+) -> None:
+    """Pipelined Lua calls go by digest without asking first whether the scripts are loaded; a
+    restarted Redis has none, and they are loaded and the pipeline sent again."""
+    keys = Keys(prefix)
+    client.set(keys.epoch, 1)
+    ledger = RunLedger(aclient, keys, max_entries=100)
+    first, second = claim(1, at=FIRE), claim(1, at=FIRE + timedelta(seconds=1))
+    client.script_flush()
+    assert fire(client, keys, first) is ClaimResult.GRANTED
+    assert fire(client, keys, second) is ClaimResult.GRANTED
+    client.script_flush()
+    ends = [RunRecord("job", c.scheduled_at, "succeeded", "a:1", 1) for c in (first, second)]
+    assert await asyncio.gather(*(ledger.finish(end) for end in ends)) == [True, True]
+    assert [e.status for e in await ledger.recent("job", 10)] == ["succeeded", "succeeded"]

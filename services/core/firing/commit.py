@@ -24,8 +24,9 @@ from typing import Any
 
 import redis
 from apscheduler.util import utc_timestamp_to_datetime
+from redis.client import Pipeline
 
-from services.core.connection import text
+from services.core.connection import evalsha, pipelined_scripts, text
 from services.core.counters import counter_names, run_increments
 from services.core.fencing import LeaderTerm, NotLeaderError
 from services.core.firing.record import Claim, RunRecord, fire_ms
@@ -284,28 +285,30 @@ class FireCycle:
         self._plans, self._unanswered = {}, plans
         epoch = self._term.require()
         sent = time.monotonic()
-        pipe = self._client.pipeline(transaction=False)
-        for plan in plans:
-            keys = [
-                self._keys.epoch,
-                self._keys.jobs,
-                self._keys.run_times,
-                self._keys.inflight,
-                self._keys.counters,
-                self._keys.running(plan.job_id),
-                self._keys.runs(plan.job_id),
-                self._keys.decided,
-                *(
-                    self._keys.manual_claim(claim.job_id, claim.manual)
-                    for claim, _ in plan.runs
-                    if claim.manual
-                ),
-            ]
-            document = plan.document(self._max_entries)
-            self._fire(keys=keys, args=[epoch, document, plan.state], client=pipe)
-        if read_next:
-            pipe.zrange(self._keys.run_times, 0, 0, withscores=True)
-        answers = pipe.execute()
+
+        def queue(pipe: Pipeline) -> None:
+            for plan in plans:
+                keys = [
+                    self._keys.epoch,
+                    self._keys.jobs,
+                    self._keys.run_times,
+                    self._keys.inflight,
+                    self._keys.counters,
+                    self._keys.running(plan.job_id),
+                    self._keys.runs(plan.job_id),
+                    self._keys.decided,
+                    *(
+                        self._keys.manual_claim(claim.job_id, claim.manual)
+                        for claim, _ in plan.runs
+                        if claim.manual
+                    ),
+                ]
+                document = plan.document(self._max_entries)
+                evalsha(pipe, self._fire, keys, [epoch, document, plan.state])
+            if read_next:
+                pipe.zrange(self._keys.run_times, 0, 0, withscores=True)
+
+        answers = pipelined_scripts(self._client, queue, [self._fire])
         first = answers.pop() if read_next else None
         self._unanswered = []
         for plan, answer in zip(plans, answers, strict=True):

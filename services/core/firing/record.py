@@ -5,6 +5,7 @@ written either with the claim decisions (commit.py) or, for runs, by ``RunLedger
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import time
@@ -16,7 +17,7 @@ from typing import Any, Literal
 import redis.asyncio as aioredis
 from redis.asyncio.client import Pipeline
 
-from services.core.connection import text
+from services.core.connection import evalsha, pipelined_scripts_async, text
 from services.core.counters import flat, run_increments
 from services.core.keys import Keys
 
@@ -341,14 +342,13 @@ class RunLedger:
             batch, self._finishing = self._finishing[:FINISH_BATCH], self._finishing[FINISH_BATCH:]
             results: list[Any]
             try:
-                if len(batch) == 1:  # one call (a pipeline of scripts costs a SCRIPT EXISTS)
+                if len(batch) == 1:  # one call
                     record, release_slot, _ = batch[0]
-                    results = [await self._finish_one(record, release_slot, self._client)]
+                    results = [await self._finish(*self._finish_args(record, release_slot))]
                 else:
-                    async with self._client.pipeline(transaction=False) as pipe:
-                        for record, release_slot, _ in batch:
-                            await self._finish_one(record, release_slot, pipe)
-                        results = await pipe.execute(raise_on_error=False)
+                    calls = [self._finish_args(record, slot) for record, slot, _ in batch]
+                    queue = functools.partial(self._queue_finishes, calls)
+                    results = await pipelined_scripts_async(self._client, queue, [self._finish])
             except Exception as exc:  # each caller gets it (and retries a Redis error)
                 results = [exc] * len(batch)
             for (*_, done), result in zip(batch, results, strict=True):
@@ -359,25 +359,28 @@ class RunLedger:
                 else:
                     done.set_result(bool(result))
 
-    async def _finish_one(
-        self, record: RunRecord, release_slot: str, client: aioredis.Redis | Pipeline
-    ) -> Any:
-        return await self._finish(
-            keys=[
-                self._keys.inflight,
-                self._keys.runs(record.job_id),
-                self._keys.counters,
-                self._keys.running(record.job_id),
-            ],
-            args=[
-                record.fire_id,
-                self._max_entries,
-                release_slot,
-                *flat(run_increments(record)),
-                *record.flat_fields(),
-            ],
-            client=client,
-        )
+    async def _queue_finishes(
+        self, calls: list[tuple[list[Any], list[Any]]], pipe: Pipeline
+    ) -> None:
+        for keys, args in calls:
+            evalsha(pipe, self._finish, keys, args)
+
+    def _finish_args(self, record: RunRecord, release_slot: str) -> tuple[list[Any], list[Any]]:
+        """The keys and arguments of the finish script for ``record``."""
+        keys = [
+            self._keys.inflight,
+            self._keys.runs(record.job_id),
+            self._keys.counters,
+            self._keys.running(record.job_id),
+        ]
+        args = [
+            record.fire_id,
+            self._max_entries,
+            release_slot,
+            *flat(run_increments(record)),
+            *record.flat_fields(),
+        ]
+        return keys, args
 
     async def recent(self, job_id: str, limit: int) -> list[RunRecord]:
         """The newest ``limit`` entries of a job, newest first."""
