@@ -52,15 +52,9 @@ def browser(tmp_path: Path) -> Iterator[Browser]:
             browser.close()
 
 
-def test_the_page_shows_jobs_and_a_pause_click_pauses_the_job(
-    browser: Browser,
-    redis_server: RedisServer,
-    client: redis.Redis,
-    processes: Processes,
-    prefix: str,
-) -> None:
+def start_api(processes: Processes, redis_server: RedisServer) -> str:
+    """The api (2 workers, a scheduler embedded) with the probe and control jobs; its URL."""
     port = free_port()
-    base = f"http://127.0.0.1:{port}"
     processes.gunicorn(
         "api",
         port,
@@ -70,6 +64,17 @@ def test_the_page_shows_jobs_and_a_pause_click_pauses_the_job(
         API_TOKEN=TOKEN,
         JOBS_MODULES="tests.support.probe_jobs,tests.support.control_jobs",
     )
+    return f"http://127.0.0.1:{port}"
+
+
+def test_the_page_shows_jobs_and_a_pause_click_pauses_the_job(
+    browser: Browser,
+    redis_server: RedisServer,
+    client: redis.Redis,
+    processes: Processes,
+    prefix: str,
+) -> None:
+    base = start_api(processes, redis_server)
 
     def job(job_id: str) -> dict[str, object] | None:
         try:
@@ -114,16 +119,7 @@ def test_the_page_pages_and_searches_many_jobs_without_loading_them_all(
     processes: Processes,
     prefix: str,
 ) -> None:
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    processes.gunicorn(
-        "api",
-        port,
-        workers=2,
-        REDIS_URL=redis_server.url,
-        SCHEDULER_MODE="embedded",
-        JOBS_MODULES="tests.support.probe_jobs,tests.support.control_jobs",
-    )
+    base = start_api(processes, redis_server)
     keys = Keys(prefix)
     raw = redis.Redis.from_url(redis_server.url)
     wait_until(lambda: raw.hexists(keys.jobs, "greet"), 30, "the api with its jobs")
