@@ -248,6 +248,8 @@ class FireCycle:
         self._fire = client.register_script(_FIRE)
         self._plans: dict[str, FirePlan] = {}
         self._unanswered: list[FirePlan] = []
+        self.after_send: Callable[[], None] = lambda: None
+        """Called once a group of plans is answered (after each plan's ``on_done``)."""
 
     def end_wakeup(self) -> None:
         """A wakeup is over. Plans a failed one left unsent decided nothing: their jobs are
@@ -321,6 +323,7 @@ class FireCycle:
                 if verdict == 1:
                     plan.unrun_logged(record)
             plan.on_done(runs, sent)
+        self.after_send()
         return utc_timestamp_to_datetime(first[0][1]) if first else None
 
     def forget_unanswered(self) -> None:

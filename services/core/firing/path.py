@@ -19,7 +19,7 @@ from services.core.firing import decide, record
 from services.core.firing.commit import ClaimResult, FireCycle, FirePlan
 from services.core.firing.jobstore import FencedRedisJobStore
 from services.core.firing.record import Claim, utcnow
-from services.core.firing.run import Runner, new_slot
+from services.core.firing.run import Runner, Start, new_slot
 
 logger = logging.getLogger("tickonce.runs")
 
@@ -43,6 +43,10 @@ class FirePath:
         self._runner_id = runner_id
         self._clock = decide.BacklogClock(utcnow())
         self._accepting = True
+        # Granted fires of the group of plans just answered: started together, one hand-over
+        # to the loop per group, not per job.
+        self._granted: list[Start] = []
+        cycle.after_send = self._start_granted
 
     # -- a wakeup ---------------------------------------------------------------------------
 
@@ -140,7 +144,7 @@ class FirePath:
                 elif verdict is ClaimResult.FULL:
                     record.log_run(skipped)
             if granted:
-                self.runner.start_soon(job, granted, slot, sent)
+                self._granted.append(Start(job, granted, slot, sent))
 
         plan = FirePlan(
             job_id=job.id,
@@ -161,6 +165,11 @@ class FirePath:
                 plan.state, plan.next_run = self._store.state_of(job)
         self._cycle.plan(plan)
         return verdicts
+
+    def _start_granted(self) -> None:
+        granted, self._granted = self._granted, []
+        if granted:
+            self.runner.start_soon(granted)
 
     # -- the term's end, and its bodies ------------------------------------------------------
 

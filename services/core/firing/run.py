@@ -19,6 +19,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import NamedTuple
 
 import redis
 import redis.asyncio as aioredis
@@ -83,6 +84,15 @@ async def refresh_slots(
     return {text(member) for member in lost}
 
 
+class Start(NamedTuple):
+    """Granted fires of one job to run under one slot (taken at ``sent``, loop time)."""
+
+    job: Job
+    claims: list[Claim]
+    slot: str
+    sent: float
+
+
 def new_slot(runner: str) -> str:
     """A running slot's member: its runner, so a reader can tell whose it is."""
     return f"{runner}#{uuid.uuid4().hex[:12]}"
@@ -120,10 +130,15 @@ class Runner:
     def busy(self) -> bool:
         return bool(self._tasks or self._batches)
 
-    def start_soon(self, job: Job, claims: list[Claim], slot: str, sent: float) -> None:
-        """``start`` on the loop, from any thread (the firing thread gets the claims)."""
-        self.recording.update(claim.fire_id for claim in claims)
-        self._loop.call_soon_threadsafe(self.start, job, claims, slot, sent)
+    def start_soon(self, starts: list[Start]) -> None:
+        """``start`` each on the loop, from any thread (the firing thread gets the claims)."""
+        for start in starts:
+            self.recording.update(claim.fire_id for claim in start.claims)
+        self._loop.call_soon_threadsafe(self._start_all, starts)
+
+    def _start_all(self, starts: list[Start]) -> None:
+        for start in starts:
+            self.start(*start)
 
     def start(self, job: Job, claims: list[Claim], slot: str, sent: float) -> None:
         """Run claimed fires one after another under their running slot (taken at ``sent``,

@@ -113,7 +113,11 @@ class LeaderScheduler(AsyncIOScheduler):  # type: ignore[misc]
             return self._path.run_now(job, command_id, requested_at)
 
     def _process_jobs(self) -> float | None:
-        """One wakeup, in the firing thread; never raises. The wait until the next one."""
+        """One wakeup, in the firing thread; never raises. The wait until the next one. (A
+        burst's next batch follows through the loop, not at once in this thread: running them
+        back to back here starved the loop of the interpreter, and with it the lease renewal,
+        until the term ran out; the next term judges lateness afresh, so the rest of the burst
+        was recorded missed.)"""
         if self.state in (STATE_STOPPED, STATE_PAUSED):
             return None  # stopped: a wakeup queued before the shutdown; this scheduler is done
         try:
