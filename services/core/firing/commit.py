@@ -260,13 +260,6 @@ class FireCycle:
     def plan(self, plan: FirePlan) -> None:
         self._plans[plan.job_id] = plan
 
-    def planned(self, job_id: str) -> FirePlan | None:
-        return self._plans.get(job_id)
-
-    @property
-    def pending(self) -> bool:
-        return bool(self._plans or self._unanswered)
-
     @property
     def unanswered_fires(self) -> set[str]:
         """Fires of plans sent without an answer yet: maybe claimed by this process."""
