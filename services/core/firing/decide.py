@@ -55,8 +55,6 @@ def due(job: Job, times: list[datetime], judged_at: datetime) -> Decision:
     ``CHUNK``), lateness judged at ``judged_at``."""
     policy = RunPolicy.of(job)
     decision = Decision()
-    if not times:
-        return decision
     if job.coalesce:  # only the newest is a candidate to run (APScheduler's flag)
         skipped = "catch_up=skip" if policy.catch_up == "skip" else "coalesced"
         decision.add_not_run(times[:-1], "skipped", skipped)

@@ -81,7 +81,7 @@ class FirePath:
                     len(decision.missed),
                     judged_at - decision.missed[0],
                 )
-            self._plan(job, epoch, now, decision.run, decision, manual="")
+            self._plan(job, epoch, now, decision, move=True)
             self._cycle.completed()
         return self._cycle.flush()
 
@@ -98,7 +98,8 @@ class FirePath:
         Returns what happened, for the command's answer.
         """
         epoch = self._term.require()
-        verdicts = self._plan(job, epoch, utcnow(), [requested_at], None, manual=command_id)
+        at_once = decide.Decision(run=[requested_at])
+        verdicts = self._plan(job, epoch, utcnow(), at_once, move=False, manual=command_id)
         self._cycle.flush()  # at once: a run-now is not part of a wakeup
         return {
             ClaimResult.GRANTED: "started",
@@ -113,24 +114,25 @@ class FirePath:
         job: Job,
         epoch: int,
         now: datetime,
-        run: list[datetime],
-        decided: decide.Decision | None,
+        decided: decide.Decision,
         *,
-        manual: str,
+        move: bool,
+        manual: str = "",
     ) -> list[ClaimResult]:
-        """Plan claims for the fire times in ``run`` and ledger entries for ``decided``'s fire
-        times that will not run; with ``decided`` (a wakeup) also the job's new state. The
-        granted runs start when the plan is answered. Returns the list their verdicts are put
-        in then."""
+        """Plan claims for ``decided``'s fire times to run and ledger entries for those that
+        will not; with ``move`` (a wakeup) also the job's new state. The granted runs start
+        when the plan is answered. Returns the list their verdicts are put in then."""
         if not self._accepting:
             return []
-        claims = [Claim(job.id, at, self._runner_id, epoch, now, manual=manual) for at in run]
+        claims = [
+            Claim(job.id, at, self._runner_id, epoch, now, manual=manual) for at in decided.run
+        ]
         runs = [(claim, record.refused(claim, job.max_instances)) for claim in claims]
         unrun = [
             record.not_run(
                 job.id, times, status, reason, runner=self._runner_id, epoch=epoch, now=now
             )
-            for times, status, reason in (decided.not_run if decided else [])
+            for times, status, reason in decided.not_run
         ]
         slot = new_slot(self._runner_id)
         verdicts: list[ClaimResult] = []
@@ -157,7 +159,7 @@ class FirePath:
             on_done=answered,
             unrun_logged=record.log_run,
         )
-        if decided is not None:  # the job moves past these fire times in the same step
+        if move:  # the job moves past these fire times in the same step
             if job.next_run_time is None:
                 plan.op = "remove"  # its trigger has no fire time left
             else:

@@ -138,12 +138,11 @@ class Runner:
 
     def _start_all(self, starts: list[Start]) -> None:
         for start in starts:
-            self.start(*start)
+            self._start(*start)
 
-    def start(self, job: Job, claims: list[Claim], slot: str, sent: float) -> None:
+    def _start(self, job: Job, claims: list[Claim], slot: str, sent: float) -> None:
         """Run claimed fires one after another under their running slot (taken at ``sent``,
         loop time)."""
-        self.recording.update(claim.fire_id for claim in claims)
         batch = _Batch(
             job.id, slot, claims, valid_until=sent + self.slot_window - self._slot_margin
         )
