@@ -7,6 +7,7 @@ import socket
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+import hiredis
 import redis
 import redis.asyncio as aioredis
 from redis.asyncio.client import Pipeline as AsyncPipeline
@@ -14,7 +15,7 @@ from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
 from redis.client import Pipeline
 from redis.commands.core import AsyncScript, Script
-from redis.exceptions import NoScriptError
+from redis.exceptions import DataError, NoScriptError
 from redis.retry import Retry
 
 from services.core.settings import Settings
@@ -32,7 +33,7 @@ def async_redis(
     :param timeout: socket timeout; ``REDIS_TIMEOUT_SECONDS`` by default.
     """
     timeout = timeout or settings.redis_timeout_seconds
-    return aioredis.Redis.from_url(
+    client = aioredis.Redis.from_url(
         settings.redis_url,
         decode_responses=decode,
         socket_timeout=timeout,
@@ -40,6 +41,36 @@ def async_redis(
         retry=AsyncRetry(NoBackoff(), 1),
         retry_on_error=list(_RETRY_ON),
     )
+    pool = client.connection_pool
+    pool.connection_class = _hiredis_packing(pool.connection_class)
+    return client
+
+
+class _HiredisPacking:
+    """Packs commands with hiredis, in C, as redis-py's blocking client already does; its
+    asyncio client packs them in Python, one argument at a time, which was a tenth of a busy
+    scheduler's CPU (recording 2,000 runs a second, each some 40 arguments)."""
+
+    def pack_command(self, *args: Any) -> list[bytes]:
+        if isinstance(args[0], str):
+            args = (*args[0].encode().split(), *args[1:])
+        elif b" " in args[0]:
+            args = (*args[0].split(), *args[1:])
+        try:
+            return [hiredis.pack_command(args)]
+        except TypeError as exc:  # as redis-py's encoder says it
+            raise DataError(str(exc)) from exc
+
+
+def _hiredis_packing(
+    connection_class: type[aioredis.connection.AbstractConnection],
+) -> type[aioredis.connection.AbstractConnection]:
+    """The pool's connection class (TCP, TLS or Unix socket, as the URL chose) packing with
+    hiredis."""
+    if issubclass(connection_class, _HiredisPacking):
+        return connection_class
+    name = f"HiredisPacking{connection_class.__name__}"
+    return type(name, (_HiredisPacking, connection_class), {})
 
 
 def sync_redis(settings: Settings, *, decode: bool = False) -> redis.Redis:

@@ -324,3 +324,36 @@ async def test_claims_and_records_land_after_redis_forgot_its_scripts(
     ends = [RunRecord("job", c.scheduled_at, "succeeded", "a:1", 1) for c in (first, second)]
     assert await asyncio.gather(*(ledger.finish(end) for end in ends)) == [True, True]
     assert [e.status for e in await ledger.recent("job", 10)] == ["succeeded", "succeeded"]
+
+
+async def test_the_asyncio_client_packs_with_hiredis_and_keeps_redis_pys_answers(
+    redis_server: RedisServer, prefix: str
+) -> None:
+    """The scheduler's asyncio clients pack commands in C: every value arrives as redis-py
+    would send it (text, floats, binary, pipelined Lua), and a value Redis cannot take is
+    refused with redis-py's own error before anything is sent."""
+    from services.core.connection import async_redis
+    from services.core.settings import Settings
+
+    client = async_redis(Settings(redis_url=redis_server.url))
+    binary = async_redis(Settings(redis_url=redis_server.url), decode=False)
+    try:
+        await client.hset(f"{prefix}h", mapping={"é ü": "ünïcode", "f": 0.1, "i": 10**20})
+        assert await client.hgetall(f"{prefix}h") == {
+            "é ü": "ünïcode",
+            "f": "0.1",
+            "i": str(10**20),
+        }
+        assert await client.hincrbyfloat(f"{prefix}h", "f", 0.25) == pytest.approx(0.35)
+        await binary.set(f"{prefix}b", bytes(range(256)))
+        assert await binary.get(f"{prefix}b") == bytes(range(256))
+        async with client.pipeline(transaction=False) as pipe:
+            pipe.eval("return ARGV[1] .. ARGV[2]", 0, "a b", 3)
+            pipe.execute_command("CONFIG GET", "maxmemory")
+            assert await pipe.execute() == ["a b3", {"maxmemory": "0"}]
+        with pytest.raises(redis.DataError):
+            await client.set(f"{prefix}none", None)  # type: ignore[arg-type]
+        assert await client.exists(f"{prefix}none") == 0
+    finally:
+        await client.aclose()
+        await binary.aclose()

@@ -16,7 +16,6 @@ import enum
 import json
 import logging
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -31,6 +30,7 @@ from services.core.counters import counter_names, run_increments
 from services.core.fencing import LeaderTerm, NotLeaderError
 from services.core.firing.record import Claim, RunRecord, fire_ms
 from services.core.keys import Keys
+from services.core.tokens import token
 
 logger = logging.getLogger(__name__)
 
@@ -172,7 +172,7 @@ class FirePlan:
     state: bytes = b""
     next_run: float | None = None
     unrun_logged: Callable[[RunRecord], None] = field(default=lambda record: None)
-    id: str = field(default_factory=lambda: uuid.uuid4().hex[:16])
+    id: str = field(default_factory=token)
 
     @property
     def fire_ids(self) -> set[str]:

@@ -15,7 +15,6 @@ import asyncio
 import contextlib
 import logging
 import time
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -34,6 +33,7 @@ from services.core.keys import Keys
 from services.core.policy import RunPolicy
 from services.core.registry import Registry, RunContext
 from services.core.tasks import UnknownTaskError, resolve, task_of
+from services.core.tokens import token
 
 logger = logging.getLogger("tickonce.runs")
 
@@ -95,7 +95,7 @@ class Start(NamedTuple):
 
 def new_slot(runner: str) -> str:
     """A running slot's member: its runner, so a reader can tell whose it is."""
-    return f"{runner}#{uuid.uuid4().hex[:12]}"
+    return f"{runner}#{token()}"
 
 
 class Runner:
