@@ -9,9 +9,11 @@ install:
 	$(PY) -m pip install --quiet -e '.[test]'
 
 lint:
-	$(VENV)/bin/ruff check services tests
-	$(VENV)/bin/ruff format --check services tests
+	$(VENV)/bin/ruff check services tests bench examples
+	$(VENV)/bin/ruff format --check services tests bench examples
 	$(VENV)/bin/mypy
+	MYPYPATH=examples $(VENV)/bin/mypy --strict -p myapp
+	$(VENV)/bin/mypy --strict examples/recipe/main.py
 
 test:
 	$(VENV)/bin/pytest -ra

@@ -1,4 +1,5 @@
-"""gunicorn settings of the API: ``gunicorn -c deploy/gunicorn.conf.py services.api.main:app``.
+"""gunicorn settings of the API: ``gunicorn -c deploy/gunicorn.conf.py`` serves ``APP_MODULE``
+(tickonce's own app, ``services.api.main:app``, by default; or a team's app that includes it).
 
 Everything comes from the one Settings class, so a bad variable stops the master at start
 with one line, before any worker boots.
@@ -12,6 +13,7 @@ try:
 except ConfigError as _error:
     exit_with_config_error(_error)
 
+wsgi_app = _settings.app_module
 worker_class = "uvicorn_worker.UvicornWorker"
 workers = _settings.web_concurrency
 bind = [f"0.0.0.0:{_settings.port}"]

@@ -8,7 +8,9 @@ import urllib.request
 
 
 def main() -> int:
-    url = f"http://127.0.0.1:{os.environ.get('PORT', '8000')}/healthz"
+    # PORT and HEALTH_PATH as Settings reads them (not imported: this runs every few seconds).
+    port, path = os.environ.get("PORT", "8000"), os.environ.get("HEALTH_PATH", "/healthz")
+    url = f"http://127.0.0.1:{port}{path}"
     try:
         with urllib.request.urlopen(url, timeout=3) as response:
             return 0 if response.status == 200 else 1

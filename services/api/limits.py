@@ -14,14 +14,18 @@ class _TooLarge(Exception):
 
 
 class BodySizeLimit:
-    """ASGI middleware: 413 for a body over ``max_bytes`` (declared or streamed)."""
+    """ASGI middleware: 413 for a body over ``max_bytes`` (declared or streamed) sent to a path
+    under ``path_prefix`` (tickonce's routes; the rest of an app is left alone)."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int = MAX_BODY_BYTES) -> None:
+    def __init__(
+        self, app: ASGIApp, max_bytes: int = MAX_BODY_BYTES, path_prefix: str = ""
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.path_prefix = path_prefix
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or not _under(scope["path"], self.path_prefix):
             await self.app(scope, receive, send)
             return
         declared = dict(scope["headers"]).get(b"content-length")
@@ -61,3 +65,7 @@ class BodySizeLimit:
             }
         )
         await send({"type": "http.response.body", "body": body.encode()})
+
+
+def _under(path: str, prefix: str) -> bool:
+    return not prefix or path == prefix or path.startswith(prefix + "/")

@@ -85,6 +85,7 @@ class Contender:
                 )
             ),
         )
+        self._published = False  # this process's job definitions, as members see them
         self._term: LeaderTerm | None = None
         self._leader: _LeaderRun | None = None
         self._retired: list[Runner] = []  # runners of earlier terms with bodies going
@@ -121,13 +122,16 @@ class Contender:
         loop = asyncio.get_running_loop()
         if self._mode == "scheduler":  # a hot standby is ready to run bodies at once
             self._bodies.prestart()
-        published = False
         while not self._stopping.is_set():
             try:
-                if not published:  # before leading: a leader syncs against what others define
+                if not self._published:  # before leading: a leader syncs against what others define
+                    self._published = True
                     definitions = {spec.id: spec.fingerprint for spec in self._registry.specs()}
-                    await self._membership.publish_jobs(definitions)
-                    published = True
+                    try:
+                        await self._membership.publish_jobs(definitions)
+                    except BaseException:
+                        self._published = False
+                        raise
                 if self._term is None:
                     await self._try_acquire()
                 now = loop.time()
@@ -158,6 +162,12 @@ class Contender:
             )
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), wait)
+
+    def definitions_changed(self) -> None:
+        """This process's code defines other jobs now (a job added or removed at run time):
+        publish them again, and as leader, sync the job store with them at the next pass."""
+        self._published = False
+        self._last_sync = 0.0
 
     async def stop(self) -> None:
         """Stop firing, hand the lease over at once, let running jobs finish within the grace."""

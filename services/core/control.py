@@ -124,7 +124,7 @@ class Control:
         job = self._job(command.job_id)
         update = JobUpdate.model_validate(command.payload)
         changes: dict[str, Any] = update.option_changes()
-        policy = update.policy(RunPolicy.of(job), job.id)
+        policy = update.policy(RunPolicy.of(job))
         changes["args"] = [task_of(job), policy.as_arg()]
         changes["coalesce"] = policy.coalesce
         if update.kwargs is not None:
@@ -147,7 +147,7 @@ class Control:
         trigger = spec.trigger.build()
         if first_fire(trigger, now(self._scheduler)) is None:
             raise Refusal(422, "trigger: it never fires (a date in the past?)")
-        policy = spec.policy(RunPolicy(), spec.id)
+        policy = spec.policy(RunPolicy())
         options = {
             **DEFAULTS,
             "name": spec.id,

@@ -6,6 +6,7 @@ atomically with the job in the fenced job store. Names follow Temporal's and Qua
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, cast
 
@@ -41,42 +42,23 @@ class RunPolicy:
         return cls(catch_up=cast(CatchUp, catch_up), timeout=stored.get("timeout"))
 
 
-def resolve_catch_up(job_id: str, catch_up: str | None, coalesce: bool | None) -> CatchUp:
-    """The catch-up policy from either spelling; ValueError if they disagree or are unknown."""
-    if catch_up is not None and catch_up not in CATCH_UPS:
+def resolve_catch_up(job_id: str, catch_up: str) -> CatchUp:
+    """The catch-up policy named ``catch_up``; ValueError if there is none by that name."""
+    if catch_up not in CATCH_UPS:
         raise ValueError(f"job {job_id!r}: catch_up must be one of {', '.join(CATCH_UPS)}")
-    if catch_up is None:
-        return "all" if coalesce is False else "coalesce"
-    if coalesce is not None and coalesce != (catch_up != "all"):
-        raise ValueError(
-            f"job {job_id!r}: coalesce={coalesce} contradicts catch_up={catch_up!r}"
-            "; give only catch_up"
-        )
     return catch_up
 
 
-def overlap_name(max_instances: int) -> str:
-    """The overlap policy as users know it: "skip" (one run at a time) or "allow N"."""
-    return "skip" if max_instances == 1 else f"allow {max_instances}"
+# Options that had a second spelling until 0.2 (one spelling per option since).
+REMOVED_SPELLINGS = {
+    "overlap": "use max_instances (1: skip a fire time while a run goes on; N: allow N at once)",
+    "coalesce": "use catch_up ('coalesce', 'all' or 'skip')",
+}
 
 
-def resolve_overlap(job_id: str, overlap: str | None, max_instances: int | None) -> int:
-    """``max_instances`` from the overlap policy's name ("skip" or "allow N"), or as given;
-    ValueError if the two disagree or the name is unknown."""
-    if overlap is None:
-        return 1 if max_instances is None else max_instances
-    words = overlap.strip().lower().split()
-    if words == ["skip"]:
-        allowed = 1
-    elif len(words) == 2 and words[0] == "allow" and words[1].isdigit() and int(words[1]) >= 1:
-        allowed = int(words[1])
-    else:
-        raise ValueError(
-            f"job {job_id!r}: overlap must be 'skip' or 'allow N' (N >= 1), not {overlap!r}"
-        )
-    if max_instances is not None and max_instances != allowed:
-        raise ValueError(
-            f"job {job_id!r}: overlap={overlap!r} contradicts "
-            f"max_instances={max_instances}; give only one"
-        )
-    return allowed
+def removed_spellings(options: Mapping[str, Any], where: str = "") -> None:
+    """ValueError naming the first removed spelling among ``options`` and its replacement
+    (``where``: what the message begins with, such as the job)."""
+    for name, instead in REMOVED_SPELLINGS.items():
+        if name in options:
+            raise ValueError(f"{where}{name} was removed in tickonce 0.2; {instead}")

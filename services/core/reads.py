@@ -22,7 +22,7 @@ from pydantic import BaseModel, Field
 from services.core.connection import text
 from services.core.firing.record import RunRecord as RunRecord  # a ledger entry, as read
 from services.core.keys import Keys
-from services.core.policy import RunPolicy, overlap_name
+from services.core.policy import RunPolicy
 from services.core.tasks import task_of
 
 logger = logging.getLogger(__name__)
@@ -121,11 +121,9 @@ class JobView(BaseModel):  # type: ignore[no-redef]
     paused: bool
     max_instances: int
     misfire_grace_time: int | None = Field(description="Seconds; None means no limit.")
-    coalesce: bool
     catch_up: Literal["coalesce", "all", "skip"] = Field(
         description="Missed fire times: coalesce into one run, run all, or skip all."
     )
-    overlap: str = Field(description="'skip' (max_instances 1) or 'allow N', cluster-wide.")
     timeout: float | None = Field(description="Seconds a run may take; None means no limit.")
     kwargs: dict[str, Any]
 
@@ -141,9 +139,7 @@ class JobView(BaseModel):  # type: ignore[no-redef]
             paused=job.next_run_time is None,
             max_instances=job.max_instances,
             misfire_grace_time=job.misfire_grace_time,
-            coalesce=job.coalesce,
             catch_up=policy.catch_up,
-            overlap=overlap_name(job.max_instances),
             timeout=policy.timeout,
             kwargs=dict(job.kwargs),
         )

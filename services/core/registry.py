@@ -23,7 +23,7 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from services.core.policy import RunPolicy, resolve_catch_up, resolve_overlap
+from services.core.policy import RunPolicy, removed_spellings, resolve_catch_up
 from services.core.schedules import JOB_ID_PATTERN
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -151,21 +151,19 @@ class Registry:
         id: str | None = None,
         name: str | None = None,
         kwargs: Mapping[str, Any] | None = None,
-        max_instances: int | None = None,
-        overlap: str | None = None,
+        max_instances: int = DEFAULTS["max_instances"],
         misfire_grace_time: int | None = DEFAULTS["misfire_grace_time"],
-        coalesce: bool | None = None,
-        catch_up: str | None = None,
+        catch_up: str = "coalesce",
         timeout: float | None = None,
         start_paused: bool = False,
         **trigger_args: Any,
     ) -> Callable[[F], F]:
         """Register a function as a job, like APScheduler's ``scheduled_job``.
 
-        ``max_instances`` (or ``overlap="skip"`` / ``"allow N"``): runs allowed at once across
-        the whole cluster (1, the default, is "skip"). ``catch_up``: fire times missed during
-        downtime are ``coalesce``d into one run (default), ``all`` run, or all ``skip``ped
-        (``coalesce=False`` is ``all``).
+        ``max_instances``: runs allowed at once across the whole cluster (default 1: a fire
+        time that comes while the job runs is recorded as skipped). ``catch_up``: fire times
+        missed during downtime are ``coalesce``d into one run (default), ``all`` run, or all
+        ``skip``ped.
         ``timeout``: seconds after which a run is stopped and recorded as failed.
         ``start_paused=True`` adds the job paused when it is first scheduled; it runs once
         resumed. Later starts keep whatever paused state the job has.
@@ -174,8 +172,8 @@ class Registry:
         def register(func: F) -> F:
             job_id = id or func.__name__
             try:
-                policy = RunPolicy(resolve_catch_up(job_id, catch_up, coalesce), timeout)
-                instances = resolve_overlap(job_id, overlap, max_instances)
+                removed_spellings(trigger_args, f"job {job_id!r}: ")
+                policy = RunPolicy(resolve_catch_up(job_id, catch_up), timeout)
             except ValueError as exc:
                 raise JobDefinitionError(str(exc)) from None
             if timeout is not None and timeout <= 0:
@@ -186,7 +184,7 @@ class Registry:
                 trigger=trigger,
                 trigger_args=dict(trigger_args),
                 name=name or job_id,
-                max_instances=instances,
+                max_instances=max_instances,
                 misfire_grace_time=misfire_grace_time,
                 kwargs=dict(kwargs or {}),
                 start_paused=start_paused,
@@ -197,8 +195,9 @@ class Registry:
 
         return register
 
-    def add(self, spec: JobSpec) -> None:
-        """Validate and register a job definition."""
+    def add(self, spec: JobSpec, *, replace: bool = False) -> None:
+        """Validate and register a job definition (``replace``: one with the same id may be
+        registered already, and this one takes its place)."""
         if not re.fullmatch(JOB_ID_PATTERN, spec.id):
             raise JobDefinitionError(
                 f"job id {spec.id!r}: start with a letter or digit, then use letters, digits, "
@@ -216,12 +215,16 @@ class Registry:
         spec.build_trigger()
         check_kwargs(spec.id, spec.func, spec.kwargs)
         existing = self._specs.get(spec.id)
-        if existing is not None and existing.func is not spec.func:
+        if existing is not None and existing.func is not spec.func and not replace:
             raise JobDefinitionError(
                 f"duplicate job id {spec.id!r}: defined by {_where(existing.func)} "
                 f"and {_where(spec.func)}; pass id=... to one of them"
             )
         self._specs[spec.id] = spec
+
+    def remove(self, job_id: str) -> None:
+        """This code no longer defines the job (KeyError if it did not)."""
+        del self._specs[job_id]
 
     def get(self, job_id: str) -> JobSpec | None:
         return self._specs.get(job_id)

@@ -24,7 +24,7 @@ from pydantic import (
     model_validator,
 )
 
-from services.core.policy import RunPolicy, resolve_catch_up, resolve_overlap
+from services.core.policy import RunPolicy, removed_spellings
 
 JOB_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$"
 MAX_KWARGS_BYTES = 16 * 1024
@@ -164,17 +164,15 @@ class JobOptions(_Strict):
     """Options of a job; each may be left out to keep the current or default value."""
 
     name: str | None = Field(None, min_length=1, max_length=200)
-    max_instances: int | None = Field(None, ge=1, le=1000)
-    overlap: str | None = Field(
+    max_instances: int | None = Field(
         None,
-        max_length=20,
-        description="'skip' (one run at a time) or 'allow N'; the same as max_instances 1 or N.",
+        ge=1,
+        le=1000,
+        description="Runs allowed at once across the cluster; 1 skips a fire time while a run "
+        "goes on.",
     )
     misfire_grace_time: int | None = Field(
         None, ge=1, le=31_536_000, description="Seconds; send null to remove the limit."
-    )
-    coalesce: bool | None = Field(
-        None, description="APScheduler's spelling of catch_up: true = coalesce, false = all."
     )
     catch_up: Literal["coalesce", "all", "skip"] | None = Field(
         None,
@@ -185,18 +183,16 @@ class JobOptions(_Strict):
         None, gt=0, le=604_800, description="Seconds a run may take; send null for no limit."
     )
 
-    @model_validator(mode="after")
-    def _consistent_catch_up(self) -> JobOptions:
-        resolve_catch_up("this job", self.catch_up, self.coalesce)
-        if self.overlap is not None:
-            self.max_instances = resolve_overlap("this job", self.overlap, self.max_instances)
-        return self
+    @model_validator(mode="before")
+    @classmethod
+    def _one_spelling(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            removed_spellings(data)
+        return data
 
-    def policy(self, current: RunPolicy, job_id: str) -> RunPolicy:
-        """The run policy after this change (catch_up, coalesce and timeout as set)."""
-        catch_up = current.catch_up
-        if self.catch_up is not None or self.coalesce is not None:
-            catch_up = resolve_catch_up(job_id, self.catch_up, self.coalesce)
+    def policy(self, current: RunPolicy) -> RunPolicy:
+        """The run policy after this change (catch_up and timeout as set)."""
+        catch_up = self.catch_up or current.catch_up
         timeout = self.timeout if "timeout" in self.model_fields_set else current.timeout
         return RunPolicy(catch_up, timeout)
 

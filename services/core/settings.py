@@ -122,6 +122,18 @@ class Settings(BaseSettings):
     forwarded_allow_ips: str = Field(
         "*", description="API: proxies trusted for X-Forwarded-* headers (the load balancer)."
     )
+    app_module: str = Field(
+        "services.api.main:app",
+        pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$",
+        description="API: the ASGI app gunicorn serves, as module:attribute (your own app "
+        "with tickonce included, or tickonce's).",
+    )
+    health_path: str = Field(
+        "/healthz",
+        pattern=r"^/[\w./-]*$",
+        description="API: the path the container health check requests (your app's tickonce "
+        "prefix + /healthz).",
+    )
 
     @field_validator("redis_url")
     @classmethod

@@ -37,9 +37,8 @@ def test_read_endpoints_describe_jobs_runs_and_leadership(
             job["paused"],
             job["max_instances"],
             job["misfire_grace_time"],
-            job["coalesce"],
-        ) == (False, 1, 30, False)
-        assert (job["catch_up"], job["overlap"], job["timeout"]) == ("all", "skip", None)
+        ) == (False, 1, 30)
+        assert (job["catch_up"], job["timeout"]) == ("all", None)
         assert job["next_run_time"] is not None and job["task"] == "probe"
 
         missing = http.get("/jobs/nope")

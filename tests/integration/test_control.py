@@ -120,9 +120,10 @@ def test_patch_changes_trigger_and_options_and_keeps_paused_state(http: TestClie
         ({"max_instances": 0}, "greater than or equal to 1"),
         ({}, "nothing to change"),
         ({"colour": "red"}, "Extra inputs are not permitted"),
-        ({"catch_up": "all", "coalesce": True}, "contradicts"),
         ({"timeout": -1}, "greater than 0"),
-        ({"overlap": "allow none"}, "overlap must be 'skip' or 'allow N'"),
+        ({"catch_up": "sometimes"}, "Input should be 'coalesce', 'all' or 'skip'"),
+        ({"overlap": "allow 2"}, "overlap was removed in tickonce 0.2; use max_instances"),
+        ({"coalesce": False}, "coalesce was removed in tickonce 0.2; use catch_up"),
     ],
 )
 def test_bad_changes_are_refused_saying_what_to_fix(
@@ -141,7 +142,7 @@ def test_create_and_delete_a_schedule_of_a_registered_task(
         "task": "greet",
         "kwargs": {"name": "ops", "times": 2},
         "trigger": {"type": "interval", "hours": 1},
-        "coalesce": False,
+        "catch_up": "all",
     }
     created = http.post("/jobs", json=body, headers=AUTH)
     assert created.status_code == 201, created.text
@@ -323,13 +324,7 @@ def test_patch_sets_catch_up_and_timeout(http: TestClient) -> None:
     )
     assert changed.status_code == 200, changed.text
     job = changed.json()
-    assert (job["catch_up"], job["coalesce"], job["timeout"], job["overlap"]) == (
-        "skip",
-        True,
-        30,
-        "allow 2",
-    )
-    named = http.patch("/jobs/greet", json={"overlap": "allow 4"}, headers=AUTH).json()
-    assert (named["max_instances"], named["overlap"]) == (4, "allow 4")
-    cleared = http.patch("/jobs/greet", json={"timeout": None, "coalesce": False}, headers=AUTH)
+    assert (job["catch_up"], job["timeout"], job["max_instances"]) == ("skip", 30, 2)
+    assert "coalesce" not in job and "overlap" not in job, "one spelling per option"
+    cleared = http.patch("/jobs/greet", json={"timeout": None, "catch_up": "all"}, headers=AUTH)
     assert (cleared.json()["catch_up"], cleared.json()["timeout"]) == ("all", None)

@@ -35,11 +35,11 @@ async def test_failures_overlaps_blocking_timeouts_and_sync_jobs_are_all_recorde
 ) -> None:
     jobs = Registry()
     every_second = partial(jobs.job, "interval", seconds=1)
-    every_second(id="slow", coalesce=False, misfire_grace_time=30)(slow)
+    every_second(id="slow", catch_up="all", misfire_grace_time=30)(slow)
     every_second(id="boom")(boom)
     every_second(id="sync_context")(sync_context)
     every_second(id="blocker")(blocker)
-    every_second(id="victim", coalesce=False, misfire_grace_time=1)(victim)
+    every_second(id="victim", catch_up="all", misfire_grace_time=1)(victim)
     every_second(id="hang", timeout=0.5)(hang)
     jobs.job("interval", seconds=2, id="hang_sync", timeout=0.5)(hang_sync)
     every_second(id="crash")(crash)

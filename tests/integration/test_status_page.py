@@ -163,3 +163,53 @@ def test_the_page_pages_and_searches_many_jobs_without_loading_them_all(
     assert listed and all(f"limit={PAGE_SIZE}" in url for url in listed), listed[:5]
     assert len(runs) <= PAGE_SIZE * len(listed), "runs read only for the jobs on the page"
     assert not any(url.split("?")[0].endswith("/jobs") and "?" not in url for url in requested)
+
+
+def test_the_page_under_a_teams_app_prefix_reads_and_changes_jobs_there(
+    browser: Browser,
+    redis_server: RedisServer,
+    client: redis.Redis,
+    processes: Processes,
+    prefix: str,
+) -> None:
+    """The example app (examples/myapp) with tickonce included under /tickonce: its own route
+    answers next to tickonce's page, and the page reads and pauses jobs under the prefix."""
+    port = free_port()
+    processes.gunicorn(
+        "myapp",
+        port,
+        workers=2,
+        REDIS_URL=redis_server.url,
+        SCHEDULER_MODE="embedded",
+        API_TOKEN=TOKEN,
+        APP_MODULE="myapp.main:app",
+        JOBS_MODULES="myapp.jobs",
+        PYTHONPATH=f"{REPO}:{REPO / 'examples'}",
+    )
+    base = f"http://127.0.0.1:{port}"
+
+    def listed() -> list[str]:
+        try:
+            answer = httpx.get(f"{base}/tickonce/jobs", timeout=5)
+        except httpx.HTTPError:
+            return []
+        return [job["id"] for job in answer.json()] if answer.status_code == 200 else []
+
+    wait_until(lambda: listed() == ["myapp-heartbeat", "myapp-report"], 30, "the app's jobs")
+    assert httpx.get(f"{base}/hello", params={"name": "ops"}).json() == {"hello": "ops"}
+    assert httpx.get(f"{base}/healthz").status_code == 404, "tickonce stays under its prefix"
+
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    page.goto(base + "/tickonce/")
+    heartbeat = page.locator('tr[data-job="myapp-heartbeat"]')
+    expect(heartbeat.locator(".timeline span.succeeded").first).to_be_visible(timeout=10_000)
+    expect(page.locator("#leader")).to_contain_text("epoch")
+    page.fill("#token", TOKEN)
+    page.click("#save-token")
+    heartbeat.locator('button[data-action="pause"]').click()
+    expect(heartbeat.locator(".job-state")).to_have_text("paused", timeout=10_000)
+    page.close()
+    answer = httpx.get(f"{base}/tickonce/jobs/myapp-heartbeat").json()
+    assert answer["paused"] is True, "the API under the prefix agrees: paused"
+    beats = httpx.get(f"{base}/beats").json()
+    assert beats and set(beats.values()) == {1}, f"each heartbeat fire time ran once: {beats}"

@@ -1,6 +1,6 @@
 """A 1-second job that writes its own record of every run, independent of the ledger.
 
-Catch-up on (coalesce=False, generous grace): every fire time runs, even after a failover,
+Catch-up on (catch_up="all", generous grace): every fire time runs, even after a failover,
 so tests can demand that no time is lost as well as none run twice.
 """
 
@@ -22,7 +22,7 @@ def probe_key(prefix: str) -> str:
     return Keys(prefix).example(PROBE)
 
 
-@job("interval", seconds=1, id=PROBE, coalesce=False, misfire_grace_time=30)
+@job("interval", seconds=1, id=PROBE, catch_up="all", misfire_grace_time=30)
 async def probe() -> None:
     run = current_run()
     settings = get_settings()

@@ -40,10 +40,16 @@ class Processes:
         self.started: dict[str, subprocess.Popen[bytes]] = {}
 
     def start(self, name: str, argv: list[str], **env: str) -> subprocess.Popen[bytes]:
+        return self.start_in(REPO, name, argv, **env)
+
+    def start_in(
+        self, cwd: Path, name: str, argv: list[str], **env: str
+    ) -> subprocess.Popen[bytes]:
+        """Start ``argv`` from directory ``cwd``; its output goes to ``<name>.log``."""
         log = (self.logdir / f"{name}.log").open("ab")
         process = subprocess.Popen(
             argv,
-            cwd=REPO,
+            cwd=cwd,
             env={**self.env, **env},
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -71,14 +77,14 @@ class Processes:
         return self.start(name, [*argv, "sh", "-c", shell, "sh", hostname, sys.executable], **env)
 
     def gunicorn(self, name: str, port: int, workers: int, **env: str) -> subprocess.Popen[bytes]:
-        """gunicorn with the shipped config (deploy/gunicorn.conf.py), on a loopback port."""
+        """gunicorn with the shipped config (deploy/gunicorn.conf.py), on a loopback port; it
+        serves APP_MODULE (tickonce's own app unless ``env`` names another)."""
         return self.start(
             name,
             [
                 str(BIN / "gunicorn"),
                 "-c",
                 "deploy/gunicorn.conf.py",
-                "services.api.main:app",
                 "--workers",
                 str(workers),
                 "--bind",

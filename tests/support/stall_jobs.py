@@ -30,7 +30,7 @@ def _client(url: str) -> redis.Redis:
     return _clients[url]
 
 
-@job("cron", second="*", id=WITNESS, misfire_grace_time=30, coalesce=False)
+@job("cron", second="*", id=WITNESS, misfire_grace_time=30, catch_up="all")
 def witness() -> None:
     run = current_run()
     settings = get_settings()
@@ -42,4 +42,4 @@ def _noop() -> None: ...
 
 
 for _job_id in LOAD:
-    job("cron", second="*", id=_job_id, misfire_grace_time=30, coalesce=False)(_noop)
+    job("cron", second="*", id=_job_id, misfire_grace_time=30, catch_up="all")(_noop)

@@ -50,7 +50,7 @@ def test_options_async_functions_and_cron() -> None:
         timezone="Europe/Berlin",
         max_instances=3,
         misfire_grace_time=None,
-        coalesce=False,
+        catch_up="all",
     )(report)
 
     spec = jobs.get("nightly")
@@ -120,18 +120,19 @@ def test_a_module_that_does_not_import_is_named() -> None:
 def test_catch_up_timeout_and_overlap_options() -> None:
     jobs = Registry()
     jobs.job("interval", id="a", seconds=1, catch_up="skip", timeout=30, max_instances=3)(work)
-    jobs.job("interval", id="b", seconds=1, coalesce=False)(work)
+    jobs.job("interval", id="b", seconds=1, catch_up="all")(work)
     a, b = jobs.get("a"), jobs.get("b")
     assert a is not None and b is not None
     assert (a.policy.catch_up, a.policy.timeout, a.coalesce) == ("skip", 30, True)
-    assert (b.policy.catch_up, b.coalesce) == ("all", False), "coalesce=False is catch_up all"
+    assert (b.policy.catch_up, b.coalesce) == ("all", False), (
+        "catch_up all is APScheduler's coalesce=False"
+    )
 
 
 @pytest.mark.parametrize(
     ("options", "message"),
     [
         ({"catch_up": "sometimes"}, "catch_up must be one of coalesce, all, skip"),
-        ({"catch_up": "all", "coalesce": True}, "contradicts"),
         ({"timeout": 0}, "timeout must be > 0"),
     ],
 )
@@ -140,12 +141,15 @@ def test_bad_run_policies_are_refused(options: dict[str, object], message: str) 
         Registry().job("interval", id="x", seconds=1, **options)(work)  # type: ignore[arg-type]
 
 
-def test_overlap_names_set_max_instances() -> None:
-    jobs = Registry()
-    jobs.job("interval", id="s", seconds=1, overlap="skip")(work)
-    jobs.job("interval", id="a", seconds=1, overlap="allow 3")(work)
-    assert [jobs.get(i).max_instances for i in ("s", "a")] == [1, 3]  # type: ignore[union-attr]
-    with pytest.raises(JobDefinitionError, match="overlap must be 'skip' or 'allow N'"):
-        jobs.job("interval", id="x", seconds=1, overlap="sometimes")(work)
-    with pytest.raises(JobDefinitionError, match="contradicts max_instances=2"):
-        jobs.job("interval", id="y", seconds=1, overlap="skip", max_instances=2)(work)
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"overlap": "skip"}, r"overlap was removed in tickonce 0\.2; use max_instances"),
+        ({"coalesce": False}, r"coalesce was removed in tickonce 0\.2; use catch_up"),
+    ],
+)
+def test_the_removed_second_spellings_say_what_replaces_them(
+    options: dict[str, object], message: str
+) -> None:
+    with pytest.raises(JobDefinitionError, match=f"job 'x': {message}"):
+        Registry().job("interval", id="x", seconds=1, **options)(work)  # type: ignore[arg-type]

@@ -8,10 +8,11 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
 from redis.exceptions import RedisError
 
+from services.api.errors import TickonceRoute
 from services.api.models import ErrorOut, StatusOut
 from services.api.state import ApiState, get_state
 
-router = APIRouter(tags=["health"])
+router = APIRouter(tags=["health"], route_class=TickonceRoute)
 
 
 @router.get("/healthz", response_model=StatusOut, summary="Liveness: the process answers")

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 
 from services.api.auth import AUTH_ERRORS, WriteAccess
+from services.api.errors import TickonceRoute
 from services.api.models import ErrorOut, RunOut
 from services.api.state import ApiState, get_state
 from services.core.reads import (
@@ -22,7 +23,7 @@ from services.core.registry import JobDefinitionError, check_kwargs, registry
 from services.core.schedules import JobCreate, JobUpdate
 from services.core.tasks import UnknownTaskError, resolve
 
-router = APIRouter(prefix="/jobs", tags=["jobs"])
+router = APIRouter(prefix="/jobs", tags=["jobs"], route_class=TickonceRoute)
 
 State = Annotated[ApiState, Depends(get_state)]
 NOT_FOUND: dict[int | str, dict[str, Any]] = {

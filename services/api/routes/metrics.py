@@ -7,10 +7,11 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from services.api.errors import TickonceRoute
 from services.api.state import ApiState, get_state
 from services.core.metrics import read_snapshot, render
 
-router = APIRouter(tags=["metrics"])
+router = APIRouter(tags=["metrics"], route_class=TickonceRoute)
 
 
 @router.get(

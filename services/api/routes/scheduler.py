@@ -6,12 +6,13 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends
 
+from services.api.errors import TickonceRoute
 from services.api.models import MemberOut, SchedulerOut
 from services.api.state import ApiState, get_state
 from services.core.lease import read_leader
 from services.core.membership import live_members
 
-router = APIRouter(tags=["scheduler"])
+router = APIRouter(tags=["scheduler"], route_class=TickonceRoute)
 
 
 @router.get("/scheduler", response_model=SchedulerOut, summary="Leader, epoch and live members")

@@ -142,6 +142,7 @@ def serve(conn: Connection, env: Mapping[str, str], path: list[str]) -> None:
         finally:
             _running_sync, _running_task = False, None
             _cancel_leftovers(loop)
+            _flush_output()
         end = pickle.dumps((status, started, error), pickle.HIGHEST_PROTOCOL)
         try:
             conn.send_bytes(end)
@@ -149,6 +150,14 @@ def serve(conn: Connection, env: Mapping[str, str], path: list[str]) -> None:
             conn.send_bytes(end)
         except (BrokenPipeError, OSError):
             return
+
+
+def _flush_output() -> None:
+    """What the body printed reaches the log now: a worker's stdout is a pipe or a file,
+    block-buffered, and a worker that is killed or retired later would lose it."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
 
 
 def _import(ref: BodyRef) -> Callable[..., Any]:
