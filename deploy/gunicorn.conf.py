@@ -30,3 +30,6 @@ logconfig_dict = logging_config(_settings)
 forwarded_allow_ips = _settings.forwarded_allow_ips
 # Heartbeat files in memory: the container's root filesystem is read-only.
 worker_tmp_dir = "/dev/shm"
+# gunicorn 27's control socket would be created under $HOME (read-only here) and log an error;
+# nothing uses it.
+control_socket_disable = True
