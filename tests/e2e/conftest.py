@@ -24,7 +24,7 @@ import pytest
 from testcontainers.compose import DockerCompose
 
 from tests.support.cluster import host_of
-from tests.support.containers import docker_problem
+from tests.support.compose_stack import compose_project
 from tests.support.processes import REPO, wait_until
 from tests.support.redis_server import free_port
 
@@ -173,47 +173,24 @@ class Stack:
 
 @pytest.fixture(scope="session")
 def compose_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    if (problem := docker_problem()) is not None:
-        pytest.fail(f"Docker is not available ({problem}); the e2e tests need it.")
     port = free_port()
     password = secrets.token_hex(16)
-    env_file = tmp_path_factory.mktemp("compose") / "e2e.env"
-    env_file.write_text(
-        "\n".join(
-            [
-                f"COMPOSE_PROJECT_NAME=tickonce-e2e-{uuid.uuid4().hex[:8]}",
-                f"API_PORT={port}",
-                f"REDIS_PASSWORD={password}",
-                f"API_REPLICAS={API_REPLICAS}",
-                "WEB_CONCURRENCY=2",
-                f"SCHEDULER_REPLICAS={SCHEDULER_REPLICAS}",
-                f"LEASE_TTL_SECONDS={TTL}",
-                "SHUTDOWN_GRACE_SECONDS=5",
-                "SCHEDULER_STOP_GRACE_PERIOD=15s",
-                "API_STOP_GRACE_PERIOD=15s",
-                "JOBS_MODULES=services.jobs.examples,e2e_jobs",
-                f"API_TOKEN={API_TOKEN}",
-                "",
-            ]
-        )
-    )
-    compose = DockerCompose(
-        context=REPO,
-        compose_file_name=["docker-compose.yml", "tests/e2e/compose.e2e.yml"],
-        env_file=str(env_file),
-        build=True,
-        wait=True,
-    )
-    try:
-        compose.start()
+    env = {
+        "API_PORT": str(port),
+        "REDIS_PASSWORD": password,
+        "API_REPLICAS": str(API_REPLICAS),
+        "WEB_CONCURRENCY": "2",
+        "SCHEDULER_REPLICAS": str(SCHEDULER_REPLICAS),
+        "LEASE_TTL_SECONDS": str(TTL),
+        "SHUTDOWN_GRACE_SECONDS": "5",
+        "SCHEDULER_STOP_GRACE_PERIOD": "15s",
+        "API_STOP_GRACE_PERIOD": "15s",
+        "JOBS_MODULES": "services.jobs.examples,e2e_jobs",
+        "API_TOKEN": API_TOKEN,
+    }
+    workdir = tmp_path_factory.mktemp("compose")
+    with compose_project(workdir, "tickonce-e2e", ["tests/e2e/compose.e2e.yml"], env) as compose:
         yield Stack(compose, f"http://127.0.0.1:{port}", password)
-    finally:
-        try:
-            stdout, _ = compose.get_logs()
-            print("---- compose logs (last lines) ----", *stdout.splitlines()[-60:], sep="\n")
-        except Exception as exc:  # logs are a courtesy; removal below must still happen
-            print(f"could not read compose logs: {exc}")
-        compose.stop()  # down --volumes: containers, network and the redis volume
 
 
 @pytest.fixture

@@ -6,62 +6,36 @@ and tickonce's API and status page are under its prefix."""
 from __future__ import annotations
 
 import secrets
-import uuid
 from collections.abc import Iterator
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from testcontainers.compose import DockerCompose
 
-from tests.support.containers import docker_problem
-from tests.support.processes import REPO, wait_until
+from tests.support.compose_stack import compose_project
+from tests.support.processes import wait_until
 from tests.support.redis_server import free_port
 
 
 @pytest.fixture(scope="module")
 def myapp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The stack with the example app; its base URL."""
-    if (problem := docker_problem()) is not None:
-        pytest.fail(f"Docker is not available ({problem}); the e2e tests need it.")
     port = free_port()
-    env_file: Path = tmp_path_factory.mktemp("myapp") / "myapp.env"
-    env_file.write_text(
-        "\n".join(
-            [
-                f"COMPOSE_PROJECT_NAME=tickonce-myapp-{uuid.uuid4().hex[:8]}",
-                f"API_PORT={port}",
-                f"REDIS_PASSWORD={secrets.token_hex(16)}",
-                "API_REPLICAS=2",
-                "WEB_CONCURRENCY=2",
-                "SCHEDULER_REPLICAS=2",
-                "LEASE_TTL_SECONDS=2",
-                "SHUTDOWN_GRACE_SECONDS=5",
-                "SCHEDULER_STOP_GRACE_PERIOD=15s",
-                "API_STOP_GRACE_PERIOD=15s",
-                "",
-            ]
-        )
-    )
-    compose = DockerCompose(
-        context=REPO,
-        compose_file_name=["docker-compose.yml", "examples/myapp/compose.yml"],
-        env_file=str(env_file),
-        build=True,
-        wait=True,
-    )
-    try:
-        compose.start()
+    env = {
+        "API_PORT": str(port),
+        "REDIS_PASSWORD": secrets.token_hex(16),
+        "API_REPLICAS": "2",
+        "WEB_CONCURRENCY": "2",
+        "SCHEDULER_REPLICAS": "2",
+        "LEASE_TTL_SECONDS": "2",
+        "SHUTDOWN_GRACE_SECONDS": "5",
+        "SCHEDULER_STOP_GRACE_PERIOD": "15s",
+        "API_STOP_GRACE_PERIOD": "15s",
+    }
+    workdir = tmp_path_factory.mktemp("myapp")
+    with compose_project(workdir, "tickonce-myapp", ["examples/myapp/compose.yml"], env):
         yield f"http://127.0.0.1:{port}"
-    finally:
-        try:
-            stdout, _ = compose.get_logs()
-            print("---- compose logs (last lines) ----", *stdout.splitlines()[-60:], sep="\n")
-        except Exception as exc:  # logs are a courtesy; removal below must still happen
-            print(f"could not read compose logs: {exc}")
-        compose.stop()
 
 
 def to_ms(moment: str) -> datetime:

@@ -46,6 +46,7 @@ def test_changes_go_through_the_leader_and_return_the_job_as_it_is(
     assert handle.pending
     scheduler.start()
     job = wait_until(lambda: stored(scheduler), 20, "the job stored by the leader")
+    assert job is not None
     assert (job.trigger, dict(job.kwargs)) == ("interval[1:00:00]", {"customer": "acme"})
     assert job.next_run_time is not None
     assert [j.id for j in scheduler.get_jobs()] == [JOB]

@@ -52,8 +52,9 @@ def browser(tmp_path: Path) -> Iterator[Browser]:
             browser.close()
 
 
-def start_api(processes: Processes, redis_server: RedisServer) -> str:
-    """The api (2 workers, a scheduler embedded) with the probe and control jobs; its URL."""
+def start_api(processes: Processes, redis_server: RedisServer, **env: str) -> str:
+    """The api (2 workers, a scheduler embedded), by default tickonce's own app with the probe
+    and control jobs; its URL."""
     port = free_port()
     processes.gunicorn(
         "api",
@@ -62,7 +63,7 @@ def start_api(processes: Processes, redis_server: RedisServer) -> str:
         REDIS_URL=redis_server.url,
         SCHEDULER_MODE="embedded",
         API_TOKEN=TOKEN,
-        JOBS_MODULES="tests.support.probe_jobs,tests.support.control_jobs",
+        **{"JOBS_MODULES": "tests.support.probe_jobs,tests.support.control_jobs", **env},
     )
     return f"http://127.0.0.1:{port}"
 
@@ -174,19 +175,13 @@ def test_the_page_under_a_teams_app_prefix_reads_and_changes_jobs_there(
 ) -> None:
     """The example app (examples/myapp) with tickonce included under /tickonce: its own route
     answers next to tickonce's page, and the page reads and pauses jobs under the prefix."""
-    port = free_port()
-    processes.gunicorn(
-        "myapp",
-        port,
-        workers=2,
-        REDIS_URL=redis_server.url,
-        SCHEDULER_MODE="embedded",
-        API_TOKEN=TOKEN,
+    base = start_api(
+        processes,
+        redis_server,
         APP_MODULE="myapp.main:app",
         JOBS_MODULES="myapp.jobs",
         PYTHONPATH=f"{REPO}:{REPO / 'examples'}",
     )
-    base = f"http://127.0.0.1:{port}"
 
     def listed() -> list[str]:
         try:
