@@ -34,6 +34,7 @@ from apscheduler.util import astimezone, ref_to_obj
 from pydantic import ValidationError
 from tzlocal import get_localzone
 
+from services.core.bodies.worker import in_body_process
 from services.core.command_channel import CommandSender, LeaderUnavailable, Op
 from services.core.connection import async_redis
 from services.core.contender import Contender
@@ -208,6 +209,11 @@ class AsyncIOScheduler:
             )
         if self._engine is not None:
             raise SchedulerAlreadyRunningError
+        if in_body_process():
+            # A job body's process imported the module that starts this scheduler at import
+            # time: bodies run, they never contend.
+            logger.debug("not starting a scheduler in a job body's worker process")
+            return
         settings = self._settings or get_settings()
         self._engine = _Engine(settings)
 

@@ -9,8 +9,8 @@ from datetime import UTC, datetime
 
 import redis.asyncio as aioredis
 
+from services.core import current_run, job
 from services.core.keys import Keys
-from services.core.registry import current_run, job
 from services.core.settings import get_settings
 
 logger = logging.getLogger(__name__)

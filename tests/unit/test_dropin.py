@@ -4,6 +4,9 @@ cannot honour across processes refused at once, saying why and what to do instea
 from __future__ import annotations
 
 import functools
+import os
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -16,6 +19,7 @@ from services.core import AsyncIOScheduler, JobDefinitionError, UnsupportedCallE
 from services.core.registry import registry
 from tests.support import dropin_jobs
 from tests.support.dropin_jobs import Reports, noop, report, spread
+from tests.support.processes import REPO
 
 
 @pytest.fixture
@@ -190,3 +194,24 @@ def test_changes_to_stored_jobs_wait_for_start(scheduler: AsyncIOScheduler) -> N
     with pytest.raises(SchedulerNotRunningError, match="go through the cluster's leader"):
         scheduler.pause_job("x")
     assert dropin_jobs.noop is noop
+
+
+def test_a_job_bodys_worker_process_never_starts_a_scheduler() -> None:
+    """Workers import the job's module; one that starts its scheduler at import time must not
+    make every body worker a contender (the fork server marks its processes)."""
+    code = (
+        "from services.core.bodies import forkserver\n"
+        "from services.core import AsyncIOScheduler\n"
+        "scheduler = AsyncIOScheduler()\n"
+        "scheduler.start()\n"
+        "print('running' if scheduler.running else 'not running')\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    assert result.stdout.strip() == "not running"

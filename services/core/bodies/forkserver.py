@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import signal
 
-from services.core.bodies.worker import die_with_parent
+from services.core.bodies.worker import die_with_parent, mark_body_process
 
 signal.signal(signal.SIGTERM, signal.SIG_IGN)
 die_with_parent()
+mark_body_process()

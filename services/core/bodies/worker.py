@@ -86,6 +86,19 @@ def die_with_parent() -> None:
 
 _running_task: asyncio.Task[Any] | None = None
 _running_sync = False
+_body_process = False  # the fork server and the workers forked from it
+
+
+def mark_body_process() -> None:
+    """This process is the fork server (its workers inherit the mark)."""
+    global _body_process
+    _body_process = True
+
+
+def in_body_process() -> bool:
+    """Whether this is a process that runs job bodies (which import the job's module: a
+    scheduler started at import time there must not contend)."""
+    return _body_process
 
 
 def _on_stop(signum: int, frame: object) -> None:
