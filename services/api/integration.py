@@ -17,6 +17,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from services.api.auth import ReadAccess, reads_protected
+from services.api.errors import UNAVAILABLE
 from services.api.limits import BodySizeLimit
 from services.api.routes import health, jobs, metrics, page, scheduler
 from services.api.state import ApiState
@@ -42,10 +43,9 @@ def include_tickonce(
     app.router.lifespan_context = _with_tickonce(app.router.lifespan_context, settings)
     app.add_middleware(BodySizeLimit, path_prefix=prefix)
     reads = [ReadAccess] if reads_protected(settings) else []
-    app.include_router(health.router, prefix=prefix)
-    app.include_router(scheduler.router, prefix=prefix, dependencies=reads)
-    app.include_router(jobs.router, prefix=prefix, dependencies=reads)
-    app.include_router(metrics.router, prefix=prefix, dependencies=reads)
+    app.include_router(health.router, prefix=prefix, responses=UNAVAILABLE)
+    for router in (scheduler.router, jobs.router, metrics.router):
+        app.include_router(router, prefix=prefix, dependencies=reads, responses=UNAVAILABLE)
     app.include_router(page.router, prefix=prefix)
 
 

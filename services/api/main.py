@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from services.api.errors import UNAVAILABLE
 from services.api.integration import include_tickonce
 from services.core.settings import Settings
 from services.core.startup import prepare
@@ -25,7 +24,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title="tickonce",
         summary="Exactly-once periodic jobs across every worker and replica.",
         version="0.2.0",
-        responses=UNAVAILABLE,
     )
     include_tickonce(app, prefix="", settings=settings)
     return app

@@ -237,9 +237,13 @@ class CommandConsumer:
         return deleted
 
     async def _ensure_group(self) -> None:
+        # From the stream's start, not "$": a command sent before the first leader made the
+        # group (a fresh deployment, an API faster than the scheduler) is applied, not skipped.
+        # Older entries are acknowledged unapplied once past their deadline (see _handle),
+        # and a command is applied at most once (its outcome key), so nothing runs twice.
         try:
             await self._client.xgroup_create(
-                self._keys.commands, self._keys.command_group, id="$", mkstream=True
+                self._keys.commands, self._keys.command_group, id="0", mkstream=True
             )
         except aioredis.ResponseError as exc:
             if "BUSYGROUP" not in str(exc):

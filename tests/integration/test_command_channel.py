@@ -103,3 +103,18 @@ def test_commands_apply_in_the_order_they_were_sent(
     for sent in (pause, resume):
         wait_until(partial(outcome_of, client, keys, sent), 15, f"{sent.op} applied")
     assert http.get("/jobs/greet").json()["paused"] is False, "the older pause landed last"
+
+
+def test_a_command_sent_before_any_leader_served_commands_is_applied_by_the_first(
+    leading: Callable[[], TestClient], client: redis.Redis, prefix: str
+) -> None:
+    """A fresh deployment: the API sends a change while the first scheduler is still starting
+    (no consumer group exists yet). The first leader applies it; it is not skipped because it
+    was written before the group."""
+    keys = Keys(prefix)
+    early = command("pause", "greet")
+    client.xadd(keys.commands, {"command": early.model_dump_json()})
+    http = leading()
+    answered = wait_until(lambda: outcome_of(client, keys, early), 10, "the early command applied")
+    assert answered is not None and answered.code == 200, answered
+    assert http.get("/jobs/greet").json()["paused"] is True
