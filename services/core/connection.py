@@ -1,4 +1,5 @@
-"""Redis clients, built one way from the settings."""
+"""Redis clients, built one way from the settings: from ``REDIS_URL``, or through Sentinels
+(``REDIS_SENTINELS``), which name the master and follow it through failovers."""
 
 from __future__ import annotations
 
@@ -12,11 +13,14 @@ import redis
 import redis.asyncio as aioredis
 from redis.asyncio.client import Pipeline as AsyncPipeline
 from redis.asyncio.retry import Retry as AsyncRetry
+from redis.asyncio.sentinel import Sentinel as AsyncSentinel
 from redis.backoff import NoBackoff
 from redis.client import Pipeline
 from redis.commands.core import AsyncScript, Script
+from redis.connection import parse_url
 from redis.exceptions import DataError, NoScriptError
 from redis.retry import Retry
+from redis.sentinel import Sentinel
 
 from services.core.settings import Settings
 
@@ -33,14 +37,24 @@ def async_redis(
     :param timeout: socket timeout; ``REDIS_TIMEOUT_SECONDS`` by default.
     """
     timeout = timeout or settings.redis_timeout_seconds
-    client = aioredis.Redis.from_url(
-        settings.redis_url,
-        decode_responses=decode,
-        socket_timeout=timeout,
-        socket_connect_timeout=timeout,
-        retry=AsyncRetry(NoBackoff(), 1),
-        retry_on_error=list(_RETRY_ON),
-    )
+    options: dict[str, Any] = {
+        "decode_responses": decode,
+        "socket_timeout": timeout,
+        "socket_connect_timeout": timeout,
+        "retry": AsyncRetry(NoBackoff(), 1),
+        "retry_on_error": list(_RETRY_ON),
+    }
+    client: aioredis.Redis
+    if settings.redis_sentinels:
+        sentinel = AsyncSentinel(  # type: ignore[no-untyped-call]
+            settings.redis_sentinels,
+            sentinel_kwargs=_sentinel_options(settings, timeout),
+            **_url_options(settings),
+            **options,
+        )
+        client = sentinel.master_for(settings.redis_sentinel_master)
+    else:
+        client = aioredis.Redis.from_url(settings.redis_url, **options)
     pool = client.connection_pool
     pool.connection_class = _hiredis_packing(pool.connection_class)
     return client
@@ -75,14 +89,49 @@ def _hiredis_packing(
 
 def sync_redis(settings: Settings, *, decode: bool = False) -> redis.Redis:
     """A blocking client, for APScheduler's job store and the claims made while it fires."""
-    return redis.Redis.from_url(
-        settings.redis_url,
-        decode_responses=decode,
-        socket_timeout=settings.firing_redis_timeout,
-        socket_connect_timeout=settings.firing_redis_timeout,
-        retry=Retry(NoBackoff(), 1),
-        retry_on_error=list(_RETRY_ON),
+    timeout = settings.firing_redis_timeout
+    options: dict[str, Any] = {
+        "decode_responses": decode,
+        "socket_timeout": timeout,
+        "socket_connect_timeout": timeout,
+        "retry": Retry(NoBackoff(), 1),
+        "retry_on_error": list(_RETRY_ON),
+    }
+    if settings.redis_sentinels:
+        sentinel = Sentinel(  # type: ignore[no-untyped-call]
+            settings.redis_sentinels,
+            sentinel_kwargs=_sentinel_options(settings, timeout),
+            **_url_options(settings),
+            **options,
+        )
+        client: redis.Redis = sentinel.master_for(settings.redis_sentinel_master)  # type: ignore[no-untyped-call]
+        return client
+    return redis.Redis.from_url(settings.redis_url, **options)
+
+
+# What REDIS_URL gives a client besides the address: with Sentinels the address is theirs to
+# say (and changes with every failover), the rest (credentials, database, TLS) is the URL's.
+_ADDRESS = frozenset({"host", "port", "path", "connection_class"})
+
+
+def _url_options(settings: Settings) -> dict[str, Any]:
+    options: dict[str, Any] = dict(parse_url(settings.redis_url))  # type: ignore[no-untyped-call]
+    tls = options.get("connection_class") is not None and issubclass(
+        options["connection_class"], redis.SSLConnection
     )
+    options = {key: value for key, value in options.items() if key not in _ADDRESS}
+    if tls:
+        options["ssl"] = True
+    return options
+
+
+def _sentinel_options(settings: Settings, timeout: float) -> dict[str, Any]:
+    """How to talk to the Sentinels themselves: their own password, short timeouts (a
+    Sentinel that does not answer is skipped for the next)."""
+    options: dict[str, Any] = {"socket_timeout": timeout, "socket_connect_timeout": timeout}
+    if settings.redis_sentinel_password is not None:
+        options["password"] = settings.redis_sentinel_password.get_secret_value()
+    return options
 
 
 def pipelined_scripts(

@@ -74,6 +74,17 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(case_sensitive=False, extra="ignore", frozen=True)
 
+    redis_sentinels: Annotated[list[tuple[str, int]], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated Sentinel addresses (host:port). Set: the master is found "
+        "through them, and REDIS_URL supplies only username, password, database and TLS.",
+    )
+    redis_sentinel_master: str = Field(
+        "mymaster", min_length=1, description="The master's service name in the Sentinels."
+    )
+    redis_sentinel_password: SecretStr | None = Field(
+        None, description="Password of the Sentinels themselves, when they require one."
+    )
     redis_url: str = Field(
         "redis://localhost:6379/0",
         description="Redis holding the job store, lease, claims and ledger.",
@@ -137,12 +148,13 @@ class Settings(BaseSettings):
 
     @field_validator("redis_url")
     @classmethod
-    def _redis_url(cls, value: str) -> str:
+    def _redis_url(cls, value: str, info: ValidationInfo) -> str:
         try:
             parsed = parse_url(value)  # type: ignore[no-untyped-call]
         except ValueError as exc:
             raise ValueError(f"not a Redis URL ({exc})") from None
-        if value.startswith(("redis://", "rediss://")) and not parsed.get("host"):
+        sentinels = info.data.get("redis_sentinels")  # then the Sentinels name the host
+        if value.startswith(("redis://", "rediss://")) and not parsed.get("host") and not sentinels:
             raise ValueError("a redis:// URL needs a host, e.g. redis://localhost:6379/0")
         return value
 
@@ -152,6 +164,11 @@ class Settings(BaseSettings):
         if not value or any(ch.isspace() for ch in value):
             raise ValueError("must be non-empty and contain no whitespace")
         return value
+
+    @field_validator("redis_sentinel_password", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
 
     @field_validator("api_token", "api_read_token", mode="before")
     @classmethod
@@ -173,6 +190,21 @@ class Settings(BaseSettings):
         ):
             raise ValueError("must differ from API_TOKEN (this one may only read)")
         return value
+
+    @field_validator("redis_sentinels", mode="before")
+    @classmethod
+    def _sentinel_addresses(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        addresses = []
+        for item in (part.strip() for part in value.split(",")):
+            if not item:
+                continue
+            host, _, port = item.rpartition(":")
+            if not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(f"{item!r} is not host:port (e.g. sentinel-1:26379)")
+            addresses.append((host.strip("[]"), int(port)))
+        return addresses
 
     @field_validator("jobs_modules", mode="before")
     @classmethod
@@ -224,13 +256,19 @@ class Settings(BaseSettings):
 
     @property
     def redacted_redis_url(self) -> str:
-        """The Redis URL without user, password or secret query values, for messages."""
+        """Where Redis is, for messages: the URL without user, password or secret query values;
+        with Sentinels, the master's name and the Sentinels' addresses."""
+        if self.redis_sentinels:
+            sentinels = ",".join(f"{host}:{port}" for host, port in self.redis_sentinels)
+            return f"master {self.redis_sentinel_master!r} via Sentinels {sentinels}"
         return redact_redis_url(self.redis_url)
 
     def redact(self, text: str) -> str:
         """``text`` (an error message, say) with the Redis URL and each of its secrets
         replaced, whatever a client library put in it."""
         redacted, secrets = _redaction(self.redis_url)
+        if self.redis_sentinel_password is not None:
+            secrets.add(self.redis_sentinel_password.get_secret_value())
         text = text.replace(self.redis_url, redacted)
         for secret in sorted(secrets, key=len, reverse=True):
             text = text.replace(secret, REDACTED)

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import json
 
-import redis.asyncio as aioredis
-
+from services.core.connection import async_redis
 from services.core.firing.record import fire_ms
 from services.core.keys import Keys
 from services.core.registry import current_run, job
@@ -32,5 +31,5 @@ async def probe() -> None:
         "runner": run.runner,
         "epoch": run.epoch,
     }
-    async with aioredis.Redis.from_url(settings.redis_url) as client:
+    async with async_redis(settings) as client:  # REDIS_URL, or the master via Sentinels
         await client.rpush(probe_key(settings.key_prefix), json.dumps(record))

@@ -23,7 +23,14 @@ def free_port() -> int:
 class RedisServer:
     """redis-server on 127.0.0.1; can be paused (SIGSTOP), stopped and started again."""
 
-    def __init__(self, workdir: Path, *, port: int | None = None, persist: bool = False) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        port: int | None = None,
+        persist: bool = False,
+        extra: tuple[str, ...] = (),
+    ) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
             raise RuntimeError(
@@ -34,6 +41,7 @@ class RedisServer:
         self.port = port or free_port()
         self.workdir = workdir
         self.persist = persist
+        self.extra = extra  # more redis-server arguments (say, --replicaof host port)
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -62,6 +70,7 @@ class RedisServer:
                 "--enable-debug-command",
                 "yes",
                 *persistence,
+                *self.extra,
             ],
             stdout=(self.workdir / "redis.log").open("ab"),
             stderr=subprocess.STDOUT,

@@ -225,3 +225,37 @@ def test_gunicorn_stops_instead_of_respawning_workers_on_a_bad_setting() -> None
     assert result.returncode != 0
     assert "tickonce: JOBS_MODULES: cannot import 'no.such.module'" in output
     assert "Traceback" not in output, output
+
+
+def test_sentinels_name_the_master_and_the_url_gives_only_credentials_db_and_tls(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from services.core.connection import _url_options
+
+    monkeypatch.setenv("REDIS_SENTINELS", "sentinel-1:26379, sentinel-2:26379,[::1]:26380")
+    monkeypatch.setenv("REDIS_SENTINEL_MASTER", "jobs")
+    monkeypatch.setenv("REDIS_SENTINEL_PASSWORD", "s3ntinel-pass")
+    settings = Settings(redis_url="rediss://app:s3cret@/2")  # no host: the Sentinels say
+    assert settings.redis_sentinels == [
+        ("sentinel-1", 26379),
+        ("sentinel-2", 26379),
+        ("::1", 26380),
+    ]
+    assert settings.redacted_redis_url == (
+        "master 'jobs' via Sentinels sentinel-1:26379,sentinel-2:26379,::1:26380"
+    )
+    assert _url_options(settings) == {"username": "app", "password": "s3cret", "db": 2, "ssl": True}
+    scrubbed = settings.redact("auth failed: s3ntinel-pass / s3cret")
+    assert "s3ntinel-pass" not in scrubbed and "s3cret" not in scrubbed
+
+
+@pytest.mark.parametrize("value", ["sentinel-1", "sentinel-1:port", ":26379", "host:70000"])
+def test_a_bad_sentinel_address_is_named(value: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REDIS_SENTINELS", value)
+    with pytest.raises(ValidationError, match="is not host:port"):
+        Settings()
+
+
+def test_without_sentinels_the_url_needs_a_host() -> None:
+    with pytest.raises(ValidationError, match="needs a host"):
+        Settings(redis_url="redis:///0")
