@@ -20,10 +20,12 @@ from bench.api_load import ApiLoad, measure_api
 from bench.roundtrips import RoundTrips, measure_round_trips
 from bench.runs import (
     Duplicates,
+    DurableCost,
     Failover,
     Lateness,
     mean,
     measure_duplicates,
+    measure_durable_claims,
     measure_failover,
     measure_lateness,
     measure_plain,
@@ -60,6 +62,8 @@ def main() -> None:
                 measure_lateness(server, workdir / f"late-{n}", n, window) for n in (1, 100, 1000)
             ]
             lateness.insert(2, measure_plain(100, window))
+            step("durable claims: CLAIM_MIN_REPLICAS 0 and 1 with a replica attached")
+            durable = measure_durable_claims(server, workdir, [1, 100], window)
             step("scale: sustained rates, a burst, cold starts, 100k jobs stored")
             sustained = [
                 measure_sustained(server, workdir / f"rate-{n}", n, 10, 2 * window)
@@ -79,7 +83,9 @@ def main() -> None:
         step("API throughput through the load balancer")
         api = measure_api(workdir, [(1, 1), (1, 4), (3, 1), (3, 4)], seconds=window)
     scale = Scale(sustained, burst, [cold, footprint.cold_start], footprint)
-    report = render(lateness, scale, trips, failovers, duplicates, api, time.monotonic() - started)
+    report = render(
+        lateness, durable, scale, trips, failovers, duplicates, api, time.monotonic() - started
+    )
     args.output.write_text(report)
     print(report)
     print(f"written to {args.output}")
@@ -114,6 +120,7 @@ class Scale:
 
 def render(
     lateness: list[Lateness],
+    durable: list[DurableCost],
     scale: Scale,
     trips: list[RoundTrips],
     failovers: list[Failover],
@@ -144,6 +151,20 @@ def render(
             f"| {'plain APScheduler' if r.plain else 'tickonce'} | {r.jobs} | {r.fires} | "
             f"{r.p50_ms:.1f} ms | {r.p99_ms:.1f} ms | {r.max_ms:.1f} ms | {r.not_run} |"
             for r in lateness
+        ),
+        "",
+        "## Durable claims (CLAIM_MIN_REPLICAS)",
+        "The same lateness rows with one replica attached to Redis (a second redis-server on "
+        "this machine): claims not waited for (0), and claims acknowledged by the replica "
+        "(`WAIT 1`, on the claim's own connection) before any body of the group starts (1), "
+        "interleaved. The difference is the cost of durable claims per fire.",
+        "",
+        "| CLAIM_MIN_REPLICAS | jobs | fires measured | p50 | p99 | not run |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: |",
+        *(
+            f"| {r.min_replicas} | {r.lateness.jobs} | {r.lateness.fires} | "
+            f"{r.lateness.p50_ms:.1f} ms | {r.lateness.p99_ms:.1f} ms | {r.lateness.not_run} |"
+            for r in durable
         ),
         "",
         "## Scale: one scheduler process",

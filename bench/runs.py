@@ -47,9 +47,10 @@ class Lateness:
 
 
 def measure_lateness(
-    server: RedisServer, workdir: Path, jobs: int, seconds: float = 10
+    server: RedisServer, workdir: Path, jobs: int, seconds: float = 10, **env: str
 ) -> Lateness:
-    """One scheduler process, ``jobs`` 1-s jobs all due at the same instant each second."""
+    """One scheduler process, ``jobs`` 1-s jobs all due at the same instant each second
+    (``env``: more settings for it, such as CLAIM_MIN_REPLICAS)."""
     prefix = f"bench-{uuid.uuid4().hex[:6]}:"
     processes = Processes(
         workdir,
@@ -60,6 +61,7 @@ def measure_lateness(
             "BENCH_JOBS": str(jobs),
             "LOG_LEVEL": "WARNING",
             "LEDGER_MAX_ENTRIES": "100",
+            **env,
         },
     )
     client = server.client()
@@ -239,3 +241,41 @@ def _count_runs(
 
 def mean(values: list[float]) -> float:
     return statistics.fmean(values)
+
+
+@dataclass
+class DurableCost:
+    """Lateness with claims acknowledged by ``min_replicas`` replicas before bodies start."""
+
+    min_replicas: int
+    lateness: Lateness
+
+
+def measure_durable_claims(
+    server: RedisServer, workdir: Path, jobs: list[int], seconds: float = 10
+) -> list[DurableCost]:
+    """The lateness rows again with one replica attached to ``server``: CLAIM_MIN_REPLICAS 0
+    and 1 in turn (interleaved per job count), so the difference is the wait for the replica."""
+    replica = RedisServer(
+        workdir / "replica", extra=("--replicaof", "127.0.0.1", str(server.port))
+    ).start()
+    try:
+        wait_until(
+            lambda: server.client().info("replication")["connected_slaves"] == 1,
+            20,
+            "the replica connected",
+        )
+        rows = []
+        for n in jobs:
+            for wanted in (0, 1):
+                late = measure_lateness(
+                    server,
+                    workdir / f"durable-{n}-{wanted}",
+                    n,
+                    seconds,
+                    CLAIM_MIN_REPLICAS=str(wanted),
+                )
+                rows.append(DurableCost(wanted, late))
+        return rows
+    finally:
+        replica.stop()

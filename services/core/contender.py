@@ -28,7 +28,7 @@ from services.core.firing.record import Claim, RunLedger, utcnow
 from services.core.firing.run import Runner
 from services.core.firing.scheduler import LeaderScheduler
 from services.core.keys import Keys
-from services.core.lease import Lease
+from services.core.lease import Lease, NotDurableError
 from services.core.membership import Membership, live_members
 from services.core.registry import DEFAULTS, Registry
 from services.core.registry_sync import sync_registered_jobs
@@ -69,7 +69,9 @@ class Contender:
         self._registry = registry
         self._mode = mode
         self._redis = async_redis(settings, timeout=settings.contender_redis_timeout)
-        self._lease = Lease(self._redis, self.keys, self.id, settings.lease_ttl_ms)
+        self._lease = Lease(
+            self._redis, self.keys, self.id, settings.lease_ttl_ms, settings.durability
+        )
         self._ledger = RunLedger(self._redis, self.keys, settings.ledger_max_entries)
         self._membership = Membership(
             self._redis, self.keys, self.id, mode, int(settings.member_window_seconds * 1000)
@@ -86,6 +88,7 @@ class Contender:
             ),
         )
         self._published = False  # this process's job definitions, as members see them
+        self._epoch_not_durable = False  # the last epoch taken was refused for too few replicas
         self._term: LeaderTerm | None = None
         self._leader: _LeaderRun | None = None
         self._retired: list[Runner] = []  # runners of earlier terms with bodies going
@@ -196,7 +199,14 @@ class Contender:
     async def _try_acquire(self) -> None:
         loop = asyncio.get_running_loop()
         sent = loop.time()
-        epoch = await self._lease.acquire()
+        try:
+            epoch = await self._lease.acquire()
+        except NotDurableError as exc:
+            if not self._epoch_not_durable:  # once per spell, not every retry
+                logger.warning("%s: no leader until replicas acknowledge again", exc)
+            self._epoch_not_durable = True
+            return
+        self._epoch_not_durable = False
         if epoch is None:
             return
         term = LeaderTerm(epoch, self._valid_until(sent), loop.time)
@@ -302,7 +312,12 @@ class Contender:
             loop.call_soon_threadsafe(self._fence, reason)
 
         cycle = FireCycle(
-            client, self.keys, term, self.settings.ledger_max_entries, on_stale_epoch=fence_soon
+            client,
+            self.keys,
+            term,
+            self.settings.ledger_max_entries,
+            on_stale_epoch=fence_soon,
+            durability=self.settings.durability,
         )
         runner = Runner(
             loop=loop,

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 import redis.asyncio as aioredis
 
-from services.core.connection import text
+from services.core.connection import evalsha, pipelined_scripts_async, text
 from services.core.counters import counter_names
+from services.core.durability import NONE, Durability
 from services.core.keys import Keys
 
 # Taking the lease and bumping the epoch are one atomic step, so no two holders ever share an
@@ -45,6 +47,10 @@ return 0
 """
 
 
+class NotDurableError(Exception):
+    """A new epoch too few replicas acknowledged (CLAIM_MIN_REPLICAS)."""
+
+
 class Lease:
     """Compare-token acquire, renew and release of the leader lease for one contender.
 
@@ -52,7 +58,16 @@ class Lease:
         tell who leads.
     """
 
-    def __init__(self, client: aioredis.Redis, keys: Keys, holder: str, ttl_ms: int) -> None:
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        keys: Keys,
+        holder: str,
+        ttl_ms: int,
+        durability: Durability = NONE,
+    ) -> None:
+        self._client = client
+        self._durability = durability
         self._keys = keys
         self._holder = holder
         self._ttl_ms = ttl_ms
@@ -66,17 +81,27 @@ class Lease:
         return self._token
 
     async def acquire(self) -> int | None:
-        """Take the lease if it is free. Returns the new fencing epoch, or None if held."""
+        """Take the lease if it is free. Returns the new fencing epoch, or None if held (or,
+        with CLAIM_MIN_REPLICAS, if too few replicas acknowledged the new epoch: an epoch a
+        failover could take back must not be led with; the lease is given back)."""
         token = f"{self._holder}#{uuid.uuid4().hex}"
-        epoch = int(
-            await self._acquire(
-                keys=[self._keys.lease, self._keys.epoch, self._keys.counters],
-                args=[token, self._ttl_ms],
-            )
-        )
+        keys = [self._keys.lease, self._keys.epoch, self._keys.counters]
+
+        async def queue(pipe: Any) -> None:
+            evalsha(pipe, self._acquire, keys, [token, self._ttl_ms])
+            self._durability.queue(pipe)  # the same connection, right after the epoch
+
+        answers = await pipelined_scripts_async(self._client, queue, [self._acquire])
+        epoch = int(answers[0])
         if not epoch:
             return None
         self._token = token
+        if self._durability.wanted and not self._durability.held(int(answers[1])):
+            await self.release()
+            raise NotDurableError(
+                f"took the lease with epoch {epoch}, but it was "
+                f"{self._durability.shortfall(int(answers[1]))}; not leading with it"
+            )
         return epoch
 
     async def renew(self) -> bool:

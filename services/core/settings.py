@@ -12,6 +12,8 @@ from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_va
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from redis.connection import URL_QUERY_ARGUMENT_PARSERS, parse_url
 
+from services.core.durability import Durability
+
 DEFAULT_JOBS_MODULES = ["services.jobs.examples"]
 
 REDACTED = "***"
@@ -90,6 +92,13 @@ class Settings(BaseSettings):
         description="Redis holding the job store, lease, claims and ledger.",
     )
     key_prefix: str = Field("tickonce:", description="Prefix of every Redis key tickonce uses.")
+    claim_min_replicas: int = Field(
+        0,
+        ge=0,
+        le=16,
+        description="Replicas that must acknowledge a fire's claim (and a new leader's epoch) "
+        "before its body runs; 0: no waiting (Redis replicates asynchronously).",
+    )
     scheduler_mode: Literal["off", "embedded"] = Field(
         "off", description="`embedded`: every API worker also contends for leadership."
     )
@@ -253,6 +262,11 @@ class Settings(BaseSettings):
         """Calls made while firing block the event loop: short against the ttl, so a silent
         Redis cannot stall fencing."""
         return max(0.05, min(self.redis_timeout_seconds, self.lease_ttl_seconds / 10))
+
+    @property
+    def durability(self) -> Durability:
+        """CLAIM_MIN_REPLICAS, waited for at most half a firing call's time."""
+        return Durability(self.claim_min_replicas, max(1, int(self.firing_redis_timeout * 500)))
 
     @property
     def redacted_redis_url(self) -> str:

@@ -27,6 +27,7 @@ from redis.client import Pipeline
 
 from services.core.connection import evalsha, pipelined_scripts, text
 from services.core.counters import counter_names, run_increments
+from services.core.durability import NONE, Durability
 from services.core.fencing import LeaderTerm, NotLeaderError
 from services.core.firing.record import Claim, RunRecord, fire_ms
 from services.core.keys import Keys
@@ -40,6 +41,9 @@ class ClaimResult(enum.IntEnum):
     TAKEN = 0
     STALE_EPOCH = -1
     FULL = 2  # max_instances runs are going on across the cluster: recorded as skipped
+    # Granted, but too few replicas acknowledged the claim (CLAIM_MIN_REPLICAS): not run,
+    # recorded as failed (a failover could lose the claim, and the time be decided again).
+    NOT_DURABLE = 3
 
 
 # One job's fires and new state, atomically, if the caller's epoch is current.
@@ -239,12 +243,16 @@ class FireCycle:
         term: LeaderTerm,
         max_entries: int,
         on_stale_epoch: Callable[[str], None],
+        durability: Durability = NONE,
     ) -> None:
         self._client = client
         self._keys = keys
         self._term = term
         self._max_entries = max_entries
         self._on_stale_epoch = on_stale_epoch
+        self._durability = durability
+        self.shortfall = ""
+        """Why the last group's granted claims were not durable ("" if they were)."""
         self._fire = client.register_script(_FIRE)
         self._plans: dict[str, FirePlan] = {}
         self._unanswered: list[FirePlan] = []
@@ -302,8 +310,12 @@ class FireCycle:
                 evalsha(pipe, self._fire, keys, [epoch, document, plan.state])
             if read_next:
                 pipe.zrange(self._keys.run_times, 0, 0, withscores=True)
+            self._durability.queue(pipe)  # on the same connection, after the claims
 
         answers = pipelined_scripts(self._client, queue, [self._fire])
+        acknowledged = int(answers.pop()) if self._durability.wanted else 0
+        durable = not self._durability.wanted or self._durability.held(acknowledged)
+        self.shortfall = "" if durable else self._durability.shortfall(acknowledged)
         first = answers.pop() if read_next else None
         self._unanswered = []
         for plan, answer in zip(plans, answers, strict=True):
@@ -312,6 +324,8 @@ class FireCycle:
                 self._on_stale_epoch(f"epoch {plan.epoch} is no longer current")
                 raise NotLeaderError(f"epoch {plan.epoch} is no longer current")
             runs = [ClaimResult(v) for v in verdicts[: len(plan.runs)]]
+            if not durable:
+                runs = [ClaimResult.NOT_DURABLE if v is ClaimResult.GRANTED else v for v in runs]
             for (_, record), verdict in zip(plan.unrun, verdicts[len(plan.runs) :], strict=True):
                 if verdict == 1:
                     plan.unrun_logged(record)

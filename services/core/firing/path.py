@@ -105,6 +105,7 @@ class FirePath:
             ClaimResult.GRANTED: "started",
             ClaimResult.TAKEN: "already started by an earlier attempt of this command",
             ClaimResult.FULL: f"skipped: {record.refused_reason(job.max_instances)}",
+            ClaimResult.NOT_DURABLE: f"not run: the claim was {self._cycle.shortfall}",
         }[verdicts[0]]
 
     # -- planning ---------------------------------------------------------------------------
@@ -139,14 +140,19 @@ class FirePath:
 
         def answered(results: list[ClaimResult], sent: float) -> None:
             verdicts.extend(results)
-            granted = []
+            granted, not_durable = [], []
             for (claim, skipped), verdict in zip(runs, results, strict=True):
                 if verdict is ClaimResult.GRANTED:
                     granted.append(claim)
+                elif verdict is ClaimResult.NOT_DURABLE:
+                    not_durable.append(claim)
                 elif verdict is ClaimResult.FULL:
                     record.log_run(skipped)
             if granted:
                 self._granted.append(Start(job, granted, slot, sent))
+            if not_durable:  # claimed, and their slot taken: recorded, never run
+                refusal = f"the claim was {self._cycle.shortfall}; the body did not run"
+                self._granted.append(Start(job, not_durable, slot, sent, refusal))
 
         plan = FirePlan(
             job_id=job.id,

@@ -243,6 +243,22 @@ def ended(
     )
 
 
+def not_durable(claim: Claim, error: str) -> RunRecord:
+    """A claimed fire whose claim too few replicas acknowledged (CLAIM_MIN_REPLICAS): its body
+    never started."""
+    return RunRecord(
+        job_id=claim.job_id,
+        scheduled_at=claim.scheduled_at,
+        status="failed",
+        runner=claim.runner,
+        epoch=claim.epoch,
+        finished_at=utcnow(),
+        reason="claim_not_durable",
+        error=error,
+        manual=claim.manual,
+    )
+
+
 def lost(claim: Claim, now: datetime) -> RunRecord:
     """A claimed run whose runner is gone without recording how it ended."""
     return RunRecord(

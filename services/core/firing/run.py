@@ -85,12 +85,14 @@ async def refresh_slots(
 
 
 class Start(NamedTuple):
-    """Granted fires of one job to run under one slot (taken at ``sent``, loop time)."""
+    """Granted fires of one job to run under one slot (taken at ``sent``, loop time); with a
+    ``refusal``, claimed fires that must not run, recorded as failed with it."""
 
     job: Job
     claims: list[Claim]
     slot: str
     sent: float
+    refusal: str = ""
 
 
 def new_slot(runner: str) -> str:
@@ -140,9 +142,16 @@ class Runner:
         for start in starts:
             self._start(*start)
 
-    def _start(self, job: Job, claims: list[Claim], slot: str, sent: float) -> None:
+    def _start(
+        self, job: Job, claims: list[Claim], slot: str, sent: float, refusal: str = ""
+    ) -> None:
         """Run claimed fires one after another under their running slot (taken at ``sent``,
-        loop time)."""
+        loop time); with a ``refusal``, record them as failed instead and give the slot back."""
+        if refusal:
+            task = self._loop.create_task(self._refuse(claims, slot, refusal))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+            return
         batch = _Batch(
             job.id, slot, claims, valid_until=sent + self.slot_window - self._slot_margin
         )
@@ -267,6 +276,13 @@ class Runner:
         return record.ended(
             claim, started=at, began=began, status="failed", reason="exception", error=end.error
         )
+
+    async def _refuse(self, claims: list[Claim], slot: str, refusal: str) -> None:
+        for index, claim in enumerate(claims):
+            last = index == len(claims) - 1
+            await self._record(
+                record.not_durable(claim, refusal), release_slot=slot if last else ""
+            )
 
     async def _record(self, ended: RunRecord, release_slot: str = "") -> None:
         """Record a finished run, even through a Redis outage: retry until it lands. Until then
