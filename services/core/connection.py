@@ -37,13 +37,7 @@ def async_redis(
     :param timeout: socket timeout; ``REDIS_TIMEOUT_SECONDS`` by default.
     """
     timeout = timeout or settings.redis_timeout_seconds
-    options: dict[str, Any] = {
-        "decode_responses": decode,
-        "socket_timeout": timeout,
-        "socket_connect_timeout": timeout,
-        "retry": AsyncRetry(NoBackoff(), 1),
-        "retry_on_error": list(_RETRY_ON),
-    }
+    options = _client_options(decode, timeout, AsyncRetry(NoBackoff(), 1))
     client: aioredis.Redis
     if settings.redis_sentinels:
         sentinel = AsyncSentinel(  # type: ignore[no-untyped-call]
@@ -90,13 +84,7 @@ def _hiredis_packing(
 def sync_redis(settings: Settings, *, decode: bool = False) -> redis.Redis:
     """A blocking client, for APScheduler's job store and the claims made while it fires."""
     timeout = settings.firing_redis_timeout
-    options: dict[str, Any] = {
-        "decode_responses": decode,
-        "socket_timeout": timeout,
-        "socket_connect_timeout": timeout,
-        "retry": Retry(NoBackoff(), 1),
-        "retry_on_error": list(_RETRY_ON),
-    }
+    options = _client_options(decode, timeout, Retry(NoBackoff(), 1))
     if settings.redis_sentinels:
         sentinel = Sentinel(  # type: ignore[no-untyped-call]
             settings.redis_sentinels,
@@ -107,6 +95,17 @@ def sync_redis(settings: Settings, *, decode: bool = False) -> redis.Redis:
         client: redis.Redis = sentinel.master_for(settings.redis_sentinel_master)  # type: ignore[no-untyped-call]
         return client
     return redis.Redis.from_url(settings.redis_url, **options)
+
+
+def _client_options(decode: bool, timeout: float, retry: Retry | AsyncRetry) -> dict[str, Any]:
+    """Both clients' options: one quick retry of a dropped connection, short timeouts."""
+    return {
+        "decode_responses": decode,
+        "socket_timeout": timeout,
+        "socket_connect_timeout": timeout,
+        "retry": retry,
+        "retry_on_error": list(_RETRY_ON),
+    }
 
 
 # What REDIS_URL gives a client besides the address: with Sentinels the address is theirs to
