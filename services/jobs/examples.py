@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
@@ -10,6 +11,7 @@ from datetime import UTC, datetime
 import redis.asyncio as aioredis
 
 from services.core import current_run, job
+from services.core.connection import async_redis
 from services.core.keys import Keys
 from services.core.settings import get_settings
 
@@ -41,10 +43,15 @@ async def heartbeat() -> None:
         {"scheduled_at": run.scheduled_at.isoformat(), "runner": run.runner, "epoch": run.epoch}
     )
     key = Keys(settings.key_prefix).example("heartbeat")
-    async with (
-        aioredis.Redis.from_url(settings.redis_url) as client,
-        client.pipeline(transaction=True) as pipe,
-    ):
+    async with store().pipeline(transaction=True) as pipe:
         pipe.lpush(key, beat)
         pipe.ltrim(key, 0, BEATS_KEPT - 1)
         await pipe.execute()
+
+
+@functools.cache
+def store() -> aioredis.Redis:
+    """One client per worker process, made at the first run and reused by every later one (a
+    worker runs its async bodies on one event loop). It finds Redis as tickonce does: at
+    REDIS_URL, or the master through REDIS_SENTINELS, followed through failovers."""
+    return async_redis(get_settings())
