@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import json
-import secrets
 import subprocess
 import time
 import uuid
@@ -24,7 +23,7 @@ import pytest
 from testcontainers.compose import DockerCompose
 
 from tests.support.cluster import host_of
-from tests.support.compose_stack import compose_project
+from tests.support.compose_stack import compose_project, stack_env
 from tests.support.processes import REPO, wait_until
 from tests.support.redis_server import free_port
 
@@ -174,23 +173,17 @@ class Stack:
 @pytest.fixture(scope="session")
 def compose_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     port = free_port()
-    password = secrets.token_hex(16)
-    env = {
-        "API_PORT": str(port),
-        "REDIS_PASSWORD": password,
-        "API_REPLICAS": str(API_REPLICAS),
-        "WEB_CONCURRENCY": "2",
-        "SCHEDULER_REPLICAS": str(SCHEDULER_REPLICAS),
-        "LEASE_TTL_SECONDS": str(TTL),
-        "SHUTDOWN_GRACE_SECONDS": "5",
-        "SCHEDULER_STOP_GRACE_PERIOD": "15s",
-        "API_STOP_GRACE_PERIOD": "15s",
-        "JOBS_MODULES": "services.jobs.examples,e2e_jobs",
-        "API_TOKEN": API_TOKEN,
-    }
+    env = stack_env(
+        port,
+        API_REPLICAS=str(API_REPLICAS),
+        SCHEDULER_REPLICAS=str(SCHEDULER_REPLICAS),
+        LEASE_TTL_SECONDS=str(TTL),
+        JOBS_MODULES="services.jobs.examples,e2e_jobs",
+        API_TOKEN=API_TOKEN,
+    )
     workdir = tmp_path_factory.mktemp("compose")
     with compose_project(workdir, "tickonce-e2e", ["tests/e2e/compose.e2e.yml"], env) as compose:
-        yield Stack(compose, f"http://127.0.0.1:{port}", password)
+        yield Stack(compose, f"http://127.0.0.1:{port}", env["REDIS_PASSWORD"])
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ and tickonce's API and status page are under its prefix."""
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
@@ -13,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support.compose_stack import compose_project
+from tests.support.compose_stack import compose_project, stack_env
 from tests.support.processes import wait_until
 from tests.support.redis_server import free_port
 
@@ -22,17 +21,7 @@ from tests.support.redis_server import free_port
 def myapp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The stack with the example app; its base URL."""
     port = free_port()
-    env = {
-        "API_PORT": str(port),
-        "REDIS_PASSWORD": secrets.token_hex(16),
-        "API_REPLICAS": "2",
-        "WEB_CONCURRENCY": "2",
-        "SCHEDULER_REPLICAS": "2",
-        "LEASE_TTL_SECONDS": "2",
-        "SHUTDOWN_GRACE_SECONDS": "5",
-        "SCHEDULER_STOP_GRACE_PERIOD": "15s",
-        "API_STOP_GRACE_PERIOD": "15s",
-    }
+    env = stack_env(port, API_REPLICAS="2")
     workdir = tmp_path_factory.mktemp("myapp")
     with compose_project(workdir, "tickonce-myapp", ["examples/myapp/compose.yml"], env):
         yield f"http://127.0.0.1:{port}"

@@ -5,7 +5,6 @@ schedulers and the api follow by themselves, and no heartbeat fire time runs twi
 
 from __future__ import annotations
 
-import secrets
 import subprocess
 import time
 from collections import Counter
@@ -16,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support.compose_stack import compose_project
+from tests.support.compose_stack import compose_project, stack_env
 from tests.support.processes import REPO, wait_until
 from tests.support.redis_server import free_port
 
@@ -57,18 +56,7 @@ class HaStack:
 @pytest.fixture(scope="module")
 def ha(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HaStack]:
     port = free_port()
-    env = {
-        "API_PORT": str(port),
-        "REDIS_PASSWORD": secrets.token_hex(16),
-        "API_REPLICAS": "1",
-        "WEB_CONCURRENCY": "2",
-        "SCHEDULER_REPLICAS": "2",
-        "LEASE_TTL_SECONDS": "2",
-        "SHUTDOWN_GRACE_SECONDS": "5",
-        "SCHEDULER_STOP_GRACE_PERIOD": "15s",
-        "API_STOP_GRACE_PERIOD": "15s",
-        "CLAIM_MIN_REPLICAS": "1",
-    }
+    env = stack_env(port, CLAIM_MIN_REPLICAS="1")
     workdir = tmp_path_factory.mktemp("ha")
     with compose_project(workdir, "tickonce-ha", ["docker-compose.ha.yml"], env) as compose:
         yield HaStack(compose, f"http://127.0.0.1:{port}")

@@ -3,6 +3,7 @@ an env file of its own, always taken down (containers, network, volumes), its lo
 
 from __future__ import annotations
 
+import secrets
 import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -13,6 +14,23 @@ from testcontainers.compose import DockerCompose
 
 from tests.support.containers import docker_problem
 from tests.support.processes import REPO
+
+
+def stack_env(port: int, **overrides: str) -> dict[str, str]:
+    """The .env of a test stack: its published port, a fresh Redis password, a short lease
+    (2 s) and short grace periods, two schedulers; ``overrides`` on top."""
+    return {
+        "API_PORT": str(port),
+        "REDIS_PASSWORD": secrets.token_hex(16),
+        "API_REPLICAS": "1",
+        "WEB_CONCURRENCY": "2",
+        "SCHEDULER_REPLICAS": "2",
+        "LEASE_TTL_SECONDS": "2",
+        "SHUTDOWN_GRACE_SECONDS": "5",
+        "SCHEDULER_STOP_GRACE_PERIOD": "15s",
+        "API_STOP_GRACE_PERIOD": "15s",
+        **overrides,
+    }
 
 
 @contextmanager
