@@ -256,15 +256,8 @@ def measure_durable_claims(
 ) -> list[DurableCost]:
     """The lateness rows again with one replica attached to ``server``: CLAIM_MIN_REPLICAS 0
     and 1 in turn (interleaved per job count), so the difference is the wait for the replica."""
-    replica = RedisServer(
-        workdir / "replica", extra=("--replicaof", "127.0.0.1", str(server.port))
-    ).start()
+    replica = server.replica(workdir / "replica")
     try:
-        wait_until(
-            lambda: server.client().info("replication")["connected_slaves"] == 1,
-            20,
-            "the replica connected",
-        )
         rows = []
         for n in jobs:
             for wanted in (0, 1):

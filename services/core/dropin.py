@@ -506,13 +506,14 @@ def _stored_kwargs(
     kwargs: Mapping[str, Any] | None,
 ) -> dict[str, Any]:
     """``args`` and ``kwargs`` as the keyword arguments stored with the job."""
+    parameters = inspect.signature(func).parameters
     try:
         bound = inspect.signature(func).bind(*(args or ()), **(kwargs or {}))
     except TypeError as exc:
         raise JobDefinitionError(f"job {job_id!r}: args do not fit the function: {exc}") from None
     named: dict[str, Any] = {}
     for parameter_name, value in bound.arguments.items():
-        kind = inspect.signature(func).parameters[parameter_name].kind
+        kind = parameters[parameter_name].kind
         if kind is inspect.Parameter.VAR_POSITIONAL:
             if value:
                 raise UnsupportedCallError(

@@ -24,15 +24,8 @@ FREEZE = 3.0  # seconds the replica acknowledges nothing
 @pytest.fixture
 def primary_and_replica(tmp_path: Path) -> Iterator[tuple[RedisServer, RedisServer]]:
     primary = RedisServer(tmp_path / "primary", persist=True).start()
-    replica = RedisServer(
-        tmp_path / "replica", persist=True, extra=("--replicaof", "127.0.0.1", str(primary.port))
-    ).start()
+    replica = primary.replica(tmp_path / "replica", persist=True)
     try:
-        wait_until(
-            lambda: primary.client().info("replication")["connected_slaves"] == 1,
-            20,
-            "the replica connected",
-        )
         yield primary, replica
     finally:
         replica.stop()

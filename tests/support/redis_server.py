@@ -101,6 +101,22 @@ class RedisServer:
         if self.process is not None and self.process.poll() is None:
             os.kill(self.process.pid, signal.SIGCONT)
 
+    def replica(self, workdir: Path, *, persist: bool = False) -> RedisServer:
+        """Start a replica of this server; return once its link to this one is up."""
+        replica = RedisServer(
+            workdir, persist=persist, extra=("--replicaof", "127.0.0.1", str(self.port))
+        ).start()
+        deadline = time.monotonic() + 20
+        with replica.client() as client:
+            while client.info("replication").get("master_link_status") != "up":
+                if time.monotonic() > deadline:
+                    replica.stop()
+                    raise RuntimeError(
+                        f"replica on port {replica.port} never linked to {self.port}"
+                    )
+                time.sleep(0.05)
+        return replica
+
     def client(self) -> redis.Redis:
         return redis.Redis(port=self.port, decode_responses=True, socket_timeout=5)
 

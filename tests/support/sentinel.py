@@ -37,11 +37,7 @@ class SentinelGroup:
         primary = RedisServer(self.workdir / "primary", persist=True).start()
         self.servers[primary.port] = primary
         for n in range(self.replica_count):
-            replica = RedisServer(
-                self.workdir / f"replica-{n}",
-                persist=True,
-                extra=("--replicaof", "127.0.0.1", str(primary.port)),
-            ).start()
+            replica = primary.replica(self.workdir / f"replica-{n}", persist=True)
             self.servers[replica.port] = replica
         for n, port in enumerate(self.sentinel_ports):
             self.sentinels.append(self._sentinel(n, port, primary.port))
