@@ -52,16 +52,28 @@ class MemberOut(BaseModel):
     id: str = Field(description="host:pid:nonce (the nonce is new with each process start)")
     role: Literal["leader", "standby"]
     mode: str = Field(description="scheduler (service) or embedded (API worker).")
-    epoch: int | None
+    epoch: int | None = Field(description="Shard 0's epoch while this member leads it.")
     last_seen_ms_ago: int
+    shards: list[int] = Field(description="The shards this member leads.")
 
     @classmethod
     def of(cls, member: Member) -> MemberOut:
-        return cls(**member.__dict__)
+        return cls(**{**member.__dict__, "shards": sorted(member.shards)})
+
+
+class ShardOut(BaseModel):
+    shard: int
+    leader: str | None = Field(description="host:pid:nonce of the lease holder, None if none.")
+    epoch: int | None = Field(description="The shard's current fencing epoch.")
+    lease_expires_in_ms: int | None
 
 
 class SchedulerOut(BaseModel):
-    leader: str | None = Field(description="host:pid:nonce of the lease holder, None if none.")
-    epoch: int | None = Field(description="The current fencing epoch.")
+    leader: str | None = Field(
+        description="host:pid:nonce of shard 0's lease holder (the only shard unless "
+        "SCHEDULER_SHARDS is set), None if none."
+    )
+    epoch: int | None = Field(description="Shard 0's current fencing epoch.")
     lease_expires_in_ms: int | None
+    shards: list[ShardOut] = Field(description="Every shard's leader (SCHEDULER_SHARDS).")
     members: list[MemberOut]

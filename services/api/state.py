@@ -23,7 +23,7 @@ class ApiState:
     commands: CommandSender = field(init=False)
 
     def __post_init__(self) -> None:
-        self.keys = Keys(self.settings.key_prefix)
+        self.keys = Keys.of(self.settings)
         self.redis = async_redis(self.settings)
         self.redis_bytes = async_redis(self.settings, decode=False)
         self.commands = CommandSender(self.redis, self.keys)

@@ -89,35 +89,37 @@ class CommandSender:
             created_at=now,
             deadline=now + timedelta(seconds=timeout),
         )
+        keys = self._keys.of_job(job_id)  # the leader of the job's shard applies it
         await self._client.xadd(
-            self._keys.commands,
+            keys.commands,
             {"command": command.model_dump_json()},
             maxlen=STREAM_MAX_ENTRIES,
             approximate=True,
         )
-        outcome = await self._wait(command.id, timeout)
+        outcome = await self._wait(keys, command.id, timeout)
         if outcome is not None:
             return outcome
         expired = Outcome(status="expired").model_dump_json()
         if await self._client.set(
-            self._keys.command_outcome(command.id), expired, nx=True, ex=OUTCOME_TTL_SECONDS
+            keys.command_outcome(command.id), expired, nx=True, ex=OUTCOME_TTL_SECONDS
         ):
+            leader = "leader" if keys.shards == 1 else f"leader of shard {keys.shard}"
             raise LeaderUnavailable(
-                f"no scheduler leader answered within {timeout:g}s, so the change was not "
+                f"no scheduler {leader} answered within {timeout:g}s, so the change was not "
                 "applied; check GET /scheduler and try again"
             )
         # A leader took it just now: give it a moment to finish.
-        outcome = await self._wait(command.id, 2.0)
+        outcome = await self._wait(keys, command.id, 2.0)
         if outcome is not None:
             return outcome
         raise LeaderUnavailable(
             "the leader took the change but did not confirm it in time; check the job's state"
         )
 
-    async def _wait(self, command_id: str, timeout: float) -> Outcome | None:
+    async def _wait(self, keys: Keys, command_id: str, timeout: float) -> Outcome | None:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        key = self._keys.command_reply(command_id)
+        key = keys.command_reply(command_id)
         while (left := deadline - loop.time()) > 0:
             # Short blocking slices: the client's socket timeout bounds each call.
             reply = await self._client.blpop([key], timeout=min(left, 0.5))

@@ -1,21 +1,24 @@
-"""Redis clients, built one way from the settings: from ``REDIS_URL``, or through Sentinels
-(``REDIS_SENTINELS``), which name the master and follow it through failovers."""
+"""Redis clients, built one way from the settings: from ``REDIS_URL``, through Sentinels
+(``REDIS_SENTINELS``), which name the master and follow it through failovers, or of a Redis
+Cluster (``REDIS_CLUSTER``) that ``REDIS_URL`` names one node of."""
 
 from __future__ import annotations
 
 import os
 import socket
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import hiredis
 import redis
 import redis.asyncio as aioredis
 from redis.asyncio.client import Pipeline as AsyncPipeline
+from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 from redis.asyncio.retry import Retry as AsyncRetry
 from redis.asyncio.sentinel import Sentinel as AsyncSentinel
 from redis.backoff import NoBackoff
 from redis.client import Pipeline
+from redis.cluster import RedisCluster
 from redis.commands.core import AsyncScript, Script
 from redis.connection import parse_url
 from redis.exceptions import DataError, NoScriptError
@@ -47,6 +50,11 @@ def async_redis(
             **options,
         )
         client = sentinel.master_for(settings.redis_sentinel_master)
+    elif settings.redis_cluster:
+        cluster = AsyncRedisCluster.from_url(settings.redis_url, **options)
+        # The same commands as a client of one server, each sent to its key's node; a Lua
+        # script or transaction must keep its keys in one slot (keys.py's hash tags).
+        return cast(aioredis.Redis, cluster)
     else:
         client = aioredis.Redis.from_url(settings.redis_url, **options)
     pool = client.connection_pool
@@ -94,6 +102,8 @@ def sync_redis(settings: Settings, *, decode: bool = False) -> redis.Redis:
         )
         client: redis.Redis = sentinel.master_for(settings.redis_sentinel_master)  # type: ignore[no-untyped-call]
         return client
+    if settings.redis_cluster:
+        return cast(redis.Redis, RedisCluster.from_url(settings.redis_url, **options))
     return redis.Redis.from_url(settings.redis_url, **options)
 
 

@@ -1,6 +1,11 @@
-"""Contend for leadership; while leader, run the scheduler; otherwise wait as a hot standby.
+"""Contend for leadership of the shards; lead the ones this process holds; wait as a hot
+standby for the rest.
 
 The same contender runs in the scheduler service and, in embedded mode, in every API worker.
+With ``SCHEDULER_SHARDS=1`` (the default) there is one shard: one leader, the others standbys.
+With more, the live contenders share the shards evenly: a free shard is taken at once by
+anyone (so a dead replica's shards are taken over as soon as their leases expire), and a
+contender holding two or more shards more than another live one hands the difference over.
 """
 
 from __future__ import annotations
@@ -8,71 +13,35 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from dataclasses import dataclass
-from datetime import timedelta
 from typing import Literal
 
-import redis
 from redis.exceptions import RedisError
 
 from services.core.bodies import BodyPool
-from services.core.command_channel import CommandConsumer
-from services.core.connection import async_redis, runner_id, sync_redis
-from services.core.control import Control
-from services.core.counters import LEASE_RENEWAL_FAILURES
-from services.core.fencing import LeaderTerm, NotLeaderError
-from services.core.firing.commit import FireCycle
-from services.core.firing.jobstore import FencedRedisJobStore
-from services.core.firing.path import FirePath
-from services.core.firing.record import Claim, RunLedger, utcnow
-from services.core.firing.run import Runner
-from services.core.firing.scheduler import LeaderScheduler
+from services.core.connection import async_redis, runner_id
 from services.core.keys import Keys
-from services.core.lease import Lease, NotDurableError
+from services.core.layout import check_layout
 from services.core.membership import Membership, live_members
-from services.core.registry import DEFAULTS, Registry
-from services.core.registry_sync import sync_registered_jobs
-from services.core.retention import JobRetention
-from services.core.settings import Settings
+from services.core.registry import Registry
+from services.core.settings import ConfigError, Settings
+from services.core.shard import RedisWatch, Shard
 
 logger = logging.getLogger("tickonce.leadership")
-
-FORGET_EVERY_SECONDS = 30.0  # how often the leader looks for jobs that are gone to forget
 
 Mode = Literal["scheduler", "embedded"]
 
 
-@dataclass
-class _LeaderRun:
-    """What exists only while this process leads."""
-
-    scheduler: LeaderScheduler
-    path: FirePath
-    client: redis.Redis
-    retention: JobRetention
-    commands: asyncio.Task[None] | None = None  # once the start-up sync is done
-    chores: asyncio.Task[None] | None = None  # the job sync running in a thread, if any
-
-
 class Contender:
-    """Leader election by lease with fencing epoch, with self-fencing and graceful hand-over.
-
-    Guarantees: while it fires jobs, this process holds the lease (it stops firing ``ttl/5``
-    before the lease could expire in Redis); every job store write and every claim it makes is
-    checked against its epoch in Redis, so a deposed leader cannot fire or move a schedule.
-    """
+    """One process's contention for every shard, with the parts its shards share: the Redis
+    client, the member entry and the pool of worker processes that run bodies."""
 
     def __init__(self, settings: Settings, registry: Registry, *, mode: Mode) -> None:
         self.settings = settings
         self.id = runner_id()
-        self.keys = Keys(settings.key_prefix)
+        self.keys = Keys.of(settings)
         self._registry = registry
         self._mode = mode
         self._redis = async_redis(settings, timeout=settings.contender_redis_timeout)
-        self._lease = Lease(
-            self._redis, self.keys, self.id, settings.lease_ttl_ms, settings.durability
-        )
-        self._ledger = RunLedger(self._redis, self.keys, settings.ledger_max_entries)
         self._membership = Membership(
             self._redis, self.keys, self.id, mode, int(settings.member_window_seconds * 1000)
         )
@@ -87,102 +56,135 @@ class Contender:
                 )
             ),
         )
-        self._published = False  # this process's job definitions, as members see them
-        self._epoch_not_durable = False  # the last epoch taken was refused for too few replicas
-        self._term: LeaderTerm | None = None
-        self._leader: _LeaderRun | None = None
-        self._retired: list[Runner] = []  # runners of earlier terms with bodies going
-        self._fence_timer: asyncio.TimerHandle | None = None
-        self._renewing: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
-        self._redis_down_since: float | None = None
-        self._unreported_renewal_failures = 0
-        self._last_sweep = 0.0
-        self._last_sync = 0.0
-        self._last_forget = 0.0
+        self._watch = RedisWatch()
+        self.shards = [
+            Shard(
+                settings,
+                keys,
+                registry,
+                member_id=self.id,
+                client=self._redis,
+                bodies=self._bodies,
+                redis_watch=self._watch,
+                stopping=self._stopping,
+            )
+            for keys in self.keys.every_shard()
+        ]
+        self._layout_checked = False
+        self._published = False  # this process's job definitions, as members see them
+        self._handed_over: dict[int, float] = {}  # shard -> when this process gave it up
+        self._last_balance = 0.0
         self._last_beat = 0.0
-        # Observability (also used by tests): loop-clock times.
-        self.last_renewal_sent: float | None = None
+        # Observability (also used by the health check and tests): loop-clock times.
         self.last_pass: float | None = None  # the contention loop's last completed pass
-        self.fenced_at: float | None = None
 
     @property
     def is_leader(self) -> bool:
-        return self._term is not None and self._term.active
+        """Leading at least one shard."""
+        return any(shard.is_leader for shard in self.shards)
 
     @property
     def epoch(self) -> int | None:
-        return self._term.current_epoch() if self._term else None
+        """The epoch of shard 0 while this process leads it (the only one, by default)."""
+        return self.shards[0].epoch
 
     async def run(self) -> None:
-        """Contend until ``stop()``; never raises for Redis trouble, it retries."""
+        """Contend until ``stop()``; never raises for Redis trouble, it retries.
+
+        :raises ConfigError: the deployment's data is laid out for another shard count.
+        """
         logger.info(
-            "contender %s started (%s mode, lease ttl %.1fs)",
+            "contender %s started (%s mode, lease ttl %.1fs, %d shard(s))",
             self.id,
             self._mode,
             self.settings.lease_ttl_seconds,
+            len(self.shards),
         )
         loop = asyncio.get_running_loop()
         if self._mode == "scheduler":  # a hot standby is ready to run bodies at once
             self._bodies.prestart()
         while not self._stopping.is_set():
             try:
-                if not self._published:  # before leading: a leader syncs against what others define
-                    self._published = True
-                    definitions = {spec.id: spec.fingerprint for spec in self._registry.specs()}
-                    try:
-                        await self._membership.publish_jobs(definitions)
-                    except BaseException:
-                        self._published = False
-                        raise
-                if self._term is None:
-                    await self._try_acquire()
-                now = loop.time()
-                if now - self._last_beat >= self.settings.renew_interval:
-                    await self._membership.beat(
-                        "leader" if self.is_leader else "standby", self.epoch
-                    )
-                    self._last_beat = now
-                if self.is_leader and now - self._last_sweep >= self.settings.lease_ttl_seconds:
-                    self._last_sweep = now
-                    await self._record_lost_runs()
-                if self.is_leader and now - self._last_sync >= self.settings.member_window_seconds:
-                    self._last_sync = now
-                    self._housekeep(now)
-                await self._report_renewal_failures()
-                self._redis_answers()
+                await self._pass(loop.time())
+                self._watch.answers()
             except RedisError as exc:
-                self._redis_trouble(exc)
-            for runner in self._runners():
-                # Bodies of this and earlier terms keep their running slots (or are stopped).
-                await runner.keep_slots()
-            self._retired = [runner for runner in self._retired if runner.busy]
+                self._watch.trouble(exc)
+            for shard in self.shards:
+                await shard.keep_slots()
             self.last_pass = loop.time()
             wait = (
                 self.settings.renew_interval
-                if self._term is not None
+                if all(shard.contending for shard in self.shards)
                 else self.settings.standby_retry_interval
             )
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), wait)
 
+    async def _pass(self, now: float) -> None:
+        if not self._layout_checked:
+            try:
+                await check_layout(self._redis, self.keys)
+            except ConfigError as exc:
+                logger.error("%s", exc)
+                raise
+            self._layout_checked = True
+        if not self._published:  # before leading: a leader syncs against what others define
+            self._published = True
+            definitions = {spec.id: spec.fingerprint for spec in self._registry.specs()}
+            try:
+                await self._membership.publish_jobs(definitions)
+            except BaseException:
+                self._published = False
+                raise
+        for shard in self.shards:
+            if not shard.contending and self._may_take(shard.number, now):
+                await shard.try_acquire()
+        if now - self._last_beat >= self.settings.renew_interval:
+            led = {shard.number: shard.epoch for shard in self.shards if shard.is_leader}
+            await self._membership.beat("leader" if led else "standby", led)
+            self._last_beat = now
+        for shard in self.shards:
+            await shard.chores(now)
+        if len(self.shards) > 1 and now - self._last_balance >= self.settings.lease_ttl_seconds:
+            self._last_balance = now
+            await self._balance(now)
+
+    def _may_take(self, shard: int, now: float) -> bool:
+        """A free shard is taken, unless this process handed it over lately (for a contender
+        with fewer shards to take); if none did within a ttl, it is taken back."""
+        handed_over = self._handed_over.get(shard)
+        return handed_over is None or now - handed_over > self.settings.lease_ttl_seconds
+
+    async def _balance(self, now: float) -> None:
+        """Hand shards over to the live contender holding the fewest, while this process holds
+        two or more than it does."""
+        members = await live_members(
+            self._redis, self.keys, int(self.settings.member_window_seconds * 1000)
+        )
+        fewest = min(
+            (len(member.shards) for member in members if member.id != self.id), default=None
+        )
+        led = [shard for shard in self.shards if shard.is_leader]
+        if fewest is None or len(led) - fewest < 2:
+            return
+        for shard in led[-((len(led) - fewest) // 2) :]:
+            self._handed_over[shard.number] = now
+            await shard.hand_over("handing over to a contender with fewer shards")
+
     def definitions_changed(self) -> None:
         """This process's code defines other jobs now (a job added or removed at run time):
         publish them again, and as leader, sync the job store with them at the next pass."""
         self._published = False
-        self._last_sync = 0.0
+        for shard in self.shards:
+            shard.definitions_changed()
 
     async def stop(self) -> None:
-        """Stop firing, hand the lease over at once, let running jobs finish within the grace."""
+        """Stop firing, hand the leases over at once, let running jobs finish within the
+        grace."""
         self._stopping.set()
-        was_leader = self._term is not None
-        self._fence("shutting down", release=False)
-        if was_leader:
-            try:
-                await self._lease.release()
-                logger.info("released the lease for a standby to take over")
-            except RedisError as exc:
-                logger.warning("could not release the lease (%s); it expires by itself", exc)
+        for shard in self.shards:
+            await shard.hand_over("shutting down")
         await self.drain(self.settings.shutdown_grace_seconds)
         with contextlib.suppress(RedisError):
             await self._membership.leave()
@@ -191,282 +193,4 @@ class Contender:
 
     async def drain(self, grace: float) -> None:
         """Wait for jobs still running from earlier terms, up to ``grace``."""
-        await asyncio.gather(*(runner.drain(grace) for runner in self._retired))
-        self._retired = [runner for runner in self._retired if runner.busy]
-
-    # -- leadership ---------------------------------------------------------------------------
-
-    async def _try_acquire(self) -> None:
-        loop = asyncio.get_running_loop()
-        sent = loop.time()
-        try:
-            epoch = await self._lease.acquire()
-        except NotDurableError as exc:
-            if not self._epoch_not_durable:  # once per spell, not every retry
-                logger.warning("%s: no leader until replicas acknowledge again", exc)
-            self._epoch_not_durable = True
-            return
-        self._epoch_not_durable = False
-        if epoch is None:
-            return
-        term = LeaderTerm(epoch, self._valid_until(sent), loop.time)
-        self._term = term
-        self.last_renewal_sent = sent
-        self._arm_fence_timer(term)
-        logger.info("became leader with epoch %d", epoch)
-        self._renewing = loop.create_task(self._keep_renewing(term))
-        try:
-            self._leader = self._start_scheduler(term)
-        except Exception as exc:
-            logger.warning("could not start the scheduler as leader (%s); stepping down", exc)
-            self._fence("scheduler did not start")
-
-    async def _keep_renewing(self, term: LeaderTerm) -> None:
-        """Renew the lease every renew interval while ``term`` lasts: a task of its own, so
-        that no other chore of the contender's pass (sweeps, heartbeats, slot refreshes, each
-        slower while a burst is being worked through) delays a renewal."""
-        while term is self._term and not self._stopping.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), self.settings.renew_interval)
-            if term is not self._term or self._stopping.is_set():
-                return
-            try:
-                await self._renew()
-                self._redis_answers()
-            except RedisError as exc:
-                self._redis_trouble(exc)
-
-    async def _renew(self) -> None:
-        term = self._term
-        assert term is not None
-        loop = asyncio.get_running_loop()
-        sent = loop.time()
-        try:
-            renewed = await self._lease.renew()
-        except RedisError:
-            self._unreported_renewal_failures += 1
-            raise
-        if term is not self._term:
-            return
-        if not renewed:
-            self._unreported_renewal_failures += 1
-            self._fence("the lease was lost (another contender holds it)")
-        elif not term.active:
-            self._fence("renewal arrived after the term ended")
-        else:
-            term.extend(self._valid_until(sent))
-            self.last_renewal_sent = sent
-            self._arm_fence_timer(term)
-
-    def _valid_until(self, sent: float) -> float:
-        return sent + self.settings.lease_ttl_seconds - self.settings.fence_margin
-
-    def _arm_fence_timer(self, term: LeaderTerm) -> None:
-        if self._fence_timer is not None:
-            self._fence_timer.cancel()
-        loop = asyncio.get_running_loop()
-        self._fence_timer = loop.call_at(term.valid_until, self._on_deadline, term)
-
-    def _on_deadline(self, term: LeaderTerm) -> None:
-        if term is self._term:
-            self._fence("could not renew the lease in time")
-
-    def _fence(self, reason: str, *, release: bool = True) -> None:
-        """Stop firing now. Idempotent; running jobs go on and are drained later."""
-        term, self._term = self._term, None
-        if term is None:
-            return
-        if self._renewing is not None and self._renewing is not asyncio.current_task():
-            self._renewing.cancel()
-        self._renewing = None
-        term.end()
-        if self._fence_timer is not None:
-            self._fence_timer.cancel()
-            self._fence_timer = None
-        self.fenced_at = asyncio.get_running_loop().time()
-        level = logging.INFO if self._stopping.is_set() else logging.WARNING
-        logger.log(level, "stopped firing jobs (epoch %d): %s", term.epoch, reason)
-        leader, self._leader = self._leader, None
-        if leader is not None:
-            if leader.commands is not None:
-                leader.commands.cancel()
-            leader.scheduler.pause()
-            leader.path.stop_accepting()
-            leader.scheduler.shutdown(wait=False)
-            self._retired.append(leader.path.runner)
-        if release and not self._stopping.is_set():
-            asyncio.get_running_loop().create_task(self._release_quietly())
-
-    async def _release_quietly(self) -> None:
-        with contextlib.suppress(RedisError):
-            await self._lease.release()
-
-    def _start_scheduler(self, term: LeaderTerm) -> _LeaderRun:
-        self._bodies.prestart()
-        self._last_sync = asyncio.get_running_loop().time()  # the start-up sync below
-        client = sync_redis(self.settings)
-        retention = JobRetention(client, self.keys, self.settings.deleted_job_history_seconds)
-        loop = asyncio.get_running_loop()
-
-        def fence_soon(reason: str) -> None:  # from the firing thread, which learns it first
-            loop.call_soon_threadsafe(self._fence, reason)
-
-        cycle = FireCycle(
-            client,
-            self.keys,
-            term,
-            self.settings.ledger_max_entries,
-            on_stale_epoch=fence_soon,
-            durability=self.settings.durability,
-        )
-        runner = Runner(
-            loop=loop,
-            client=self._redis,
-            keys=self.keys,
-            ledger=self._ledger,
-            registry=self._registry,
-            bodies=self._bodies,
-            slot_window_seconds=self.settings.member_window_seconds,
-            slot_margin_seconds=self.settings.lease_ttl_seconds,
-        )
-        store = FencedRedisJobStore(client, self.keys, term)
-        path = FirePath(term=term, store=store, cycle=cycle, runner=runner, runner_id=self.id)
-        scheduler = LeaderScheduler(
-            path=path,
-            on_not_leader=fence_soon,
-            retry_seconds=self.settings.standby_retry_interval,
-            jobstores={"default": store},
-            job_defaults=DEFAULTS,
-        )
-        scheduler.start(paused=True)
-        leader = _LeaderRun(scheduler, path, client, retention)
-        leader.chores = asyncio.get_running_loop().create_task(self._begin_firing(leader))
-        return leader
-
-    async def _begin_firing(self, leader: _LeaderRun) -> None:
-        """Bring the job store in line with the code, then fire and take commands.
-
-        The sync runs in a thread: with thousands of jobs to add it takes seconds, and the
-        lease must keep being renewed on the loop meanwhile (done on the loop, a long sync
-        outlived the term, and every new leader started over).
-        """
-        try:
-            await asyncio.to_thread(self._sync_jobs, leader, forget=False)
-        except Exception as exc:
-            if self._leader is leader:  # else its term ended meanwhile
-                logger.warning("could not start the scheduler as leader (%s); stepping down", exc)
-                self._fence("scheduler did not start")
-            return
-        if self._leader is not leader:
-            return  # the term ended meanwhile
-        leader.scheduler.resume()
-        consumer = CommandConsumer(
-            self._redis,
-            self.keys,
-            self.id,
-            Control(leader.scheduler, self._registry, leader.retention).apply,
-            block_ms=int(self.settings.contender_redis_timeout * 500),
-        )
-        leader.commands = asyncio.get_running_loop().create_task(self._serve_commands(consumer))
-
-    def _sync_jobs(self, leader: _LeaderRun, *, forget: bool) -> None:
-        """Sync the job store with the code (and, with ``forget``, sweep the history of jobs
-        that are gone). Runs in a thread; APScheduler's job store lock keeps it apart from
-        the wakeups."""
-        sync_registered_jobs(
-            leader.scheduler,
-            self._registry,
-            leader.client,
-            self.keys,
-            member=self.id,
-            window_ms=int(self.settings.member_window_seconds * 1000),
-            forget=leader.retention.forget,
-        )
-        if forget:
-            leader.retention.sweep()
-
-    def _housekeep(self, now: float) -> None:
-        """The leader's periodic chores: sync the job store with the code again (changes
-        deferred earlier, jobs of members that left) and, less often, forget jobs that are
-        gone. In a thread, one pass at a time, so that no pass holds up the lease renewal."""
-        leader = self._leader
-        if leader is None or leader.commands is None:
-            return  # not leading, or still starting
-        if leader.chores is not None and not leader.chores.done():
-            return
-        forget = now - self._last_forget >= FORGET_EVERY_SECONDS
-        if forget:
-            self._last_forget = now
-        leader.chores = asyncio.get_running_loop().create_task(self._chores(leader, forget))
-
-    async def _chores(self, leader: _LeaderRun, forget: bool) -> None:
-        try:
-            await asyncio.to_thread(self._sync_jobs, leader, forget=forget)
-        except NotLeaderError as exc:
-            if self._leader is leader:
-                self._fence(str(exc))
-        except RedisError as exc:
-            logger.warning("leader housekeeping could not reach Redis (%s); trying again", exc)
-        except Exception:
-            logger.exception("leader housekeeping failed; trying again later")
-
-    async def _serve_commands(self, consumer: CommandConsumer) -> None:
-        """Apply commands while leading; this task is cancelled when leadership ends, and
-        nothing else ends it: a failure is logged and the commands are read again."""
-        while True:
-            try:
-                await consumer.run()
-            except NotLeaderError as exc:
-                self._fence(str(exc))
-                return
-            except RedisError as exc:
-                # Unacknowledged commands stay pending and are claimed again, in order.
-                logger.warning("reading commands failed (%s); retrying", exc)
-            except Exception:
-                logger.exception("serving commands failed; retrying")
-            await asyncio.sleep(self.settings.standby_retry_interval)
-
-    # -- housekeeping -------------------------------------------------------------------------
-
-    async def _record_lost_runs(self) -> None:
-        """Record fires claimed by runners that died before writing how they ended."""
-        members = {
-            member.id
-            for member in await live_members(
-                self._redis, self.keys, int(self.settings.member_window_seconds * 1000)
-            )
-        }
-        mine = self._leader.path.running_fires if self._leader else set()
-        mine = mine.union(*(runner.recording for runner in self._retired))
-        settle = timedelta(seconds=self.settings.lease_ttl_seconds)
-        now = utcnow()
-
-        def lost(claim: Claim) -> bool:
-            if claim.runner == self.id:
-                return claim.fire_id not in mine and now - claim.claimed_at > settle
-            return claim.runner not in members
-
-        if written := await self._ledger.record_lost(lost):
-            logger.warning("recorded %d run(s) whose runner stopped before finishing", written)
-
-    def _runners(self) -> list[Runner]:
-        current = [self._leader.path.runner] if self._leader else []
-        return current + self._retired
-
-    def _redis_trouble(self, exc: RedisError) -> None:
-        loop = asyncio.get_running_loop()
-        if self._redis_down_since is None:
-            self._redis_down_since = loop.time()
-            logger.warning("Redis is not answering (%s); retrying", exc)
-
-    async def _report_renewal_failures(self) -> None:
-        """Failures happen while Redis is away; they are counted once it answers again."""
-        if self._unreported_renewal_failures:
-            count, self._unreported_renewal_failures = self._unreported_renewal_failures, 0
-            await self._redis.hincrby(self.keys.counters, LEASE_RENEWAL_FAILURES, count)
-
-    def _redis_answers(self) -> None:
-        if self._redis_down_since is not None:
-            down_for = asyncio.get_running_loop().time() - self._redis_down_since
-            logger.info("Redis answers again after %.1fs", down_for)
-            self._redis_down_since = None
+        await asyncio.gather(*(shard.drain(grace) for shard in self.shards))

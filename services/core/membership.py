@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import redis
@@ -36,10 +36,11 @@ return now
 @dataclass(frozen=True)
 class Member:
     id: str
-    role: Role
+    role: Role  # leader of at least one shard, or standby
     mode: str
-    epoch: int | None
+    epoch: int | None  # of shard 0, while it leads it (the only shard, by default)
     last_seen_ms_ago: int
+    shards: dict[int, int] = field(default_factory=dict)  # led shard -> its epoch
 
 
 class Membership:
@@ -55,8 +56,10 @@ class Membership:
         self._window_ms = window_ms
         self._beat = client.register_script(_HEARTBEAT)
 
-    async def beat(self, role: Role, epoch: int | None) -> None:
-        info = json.dumps({"role": role, "mode": self._mode, "epoch": epoch})
+    async def beat(self, role: Role, led: Mapping[int, int | None]) -> None:
+        """:param led: the shards this member leads, each with its epoch."""
+        shards = {str(shard): epoch for shard, epoch in led.items() if epoch is not None}
+        info = json.dumps({"role": role, "mode": self._mode, "epoch": led.get(0), "shards": shards})
         await self._beat(
             keys=[self._keys.members, self._keys.member_info, self._keys.member_jobs(self._id)],
             args=[self._id, info, self._window_ms],
@@ -94,7 +97,8 @@ async def live_members(client: aioredis.Redis, keys: Keys, window_ms: int) -> li
         if age > window_ms or member_id not in infos:
             continue
         info = json.loads(infos[member_id])
-        members.append(Member(member_id, info["role"], info["mode"], info.get("epoch"), age))
+        led = {int(shard): int(epoch) for shard, epoch in info.get("shards", {}).items()}
+        members.append(Member(member_id, info["role"], info["mode"], info.get("epoch"), age, led))
     return sorted(members, key=lambda member: (member.role != "leader", member.id))
 
 

@@ -31,20 +31,30 @@ from services.core.membership import live_members
 class Snapshot:
     """Everything /metrics shows, read from Redis at once."""
 
-    counters: dict[str, float]
-    epoch: int | None
+    counters: dict[str, float]  # summed over the shards
+    epochs: dict[int, int | None]  # shard -> its current fencing epoch
     members: dict[str, int] = field(default_factory=dict)
 
 
 async def read_snapshot(client: aioredis.Redis, keys: Keys, member_window_ms: int) -> Snapshot:
-    raw = await client.hgetall(keys.counters)
-    epoch = await client.get(keys.epoch)
+    shards = keys.every_shard()
+    async with client.pipeline(transaction=False) as pipe:
+        for shard in shards:
+            pipe.hgetall(shard.counters)
+            pipe.get(shard.epoch)
+        answers = await pipe.execute()
+    counts: dict[str, float] = defaultdict(float)
+    for raw in answers[::2]:
+        for name, value in raw.items():
+            counts[text(name)] += float(value)
+    epochs = {
+        shard.shard: int(epoch) if epoch else None
+        for shard, epoch in zip(shards, answers[1::2], strict=True)
+    }
     roles: dict[str, int] = defaultdict(int)
     for member in await live_members(client, keys, member_window_ms):
         roles[member.role] += 1
-    return Snapshot(
-        {text(k): float(v) for k, v in raw.items()}, int(epoch) if epoch else None, dict(roles)
-    )
+    return Snapshot(dict(counts), epochs, dict(roles))
 
 
 class _SnapshotCollector(Collector):
@@ -103,11 +113,12 @@ class _SnapshotCollector(Collector):
             "Lease renewals that failed or were not confirmed.",
             value=counts.get(counters.LEASE_RENEWAL_FAILURES, 0.0),
         )
-        yield GaugeMetricFamily(
-            "tickonce_leader_epoch",
-            "The current fencing epoch.",
-            value=float(self._snapshot.epoch or 0),
+        epochs = GaugeMetricFamily(
+            "tickonce_leader_epoch", "The current fencing epoch of each shard.", labels=["shard"]
         )
+        for shard, epoch in sorted(self._snapshot.epochs.items()):
+            epochs.add_metric([str(shard)], float(epoch or 0))
+        yield epochs
         members = GaugeMetricFamily("tickonce_members", "Live contenders by role.", labels=["role"])
         for role in ("leader", "standby"):
             members.add_metric([role], float(self._snapshot.members.get(role, 0)))

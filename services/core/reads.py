@@ -13,7 +13,7 @@ import pickle
 import re
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal, cast
+from typing import Any, Literal
 
 import redis.asyncio as aioredis
 from apscheduler.job import Job
@@ -56,14 +56,21 @@ async def job_page(
     """Up to ``limit`` jobs with ids after ``after``, in id order, optionally only the paused
     (or only the scheduled) ones, those running ``task``, or those whose id contains
     ``search`` (any case) (client with ``decode=False``)."""
-    ids = sorted(text(job_id) for job_id in await client.hkeys(keys.jobs))
+    shards = keys.every_shard()
+    async with client.pipeline(transaction=False) as pipe:
+        for shard in shards:
+            pipe.hkeys(shard.jobs)
+            if paused is not None:
+                pipe.zrange(shard.run_times, 0, -1)
+        answers = await pipe.execute()
+    step = 1 if paused is None else 2
+    ids = sorted(text(job_id) for found_ids in answers[::step] for job_id in found_ids)
     ids = ids[bisect.bisect_right(ids, after) if after else 0 :]
     if search:
         needle = search.lower()
         ids = [job_id for job_id in ids if needle in job_id.lower()]
     if paused is not None:
-        members = cast(list[bytes], await client.zrange(keys.run_times, 0, -1))
-        scheduled = {text(job_id) for job_id in members}
+        scheduled = {text(job_id) for members in answers[1::2] for job_id in members}
         ids = [job_id for job_id in ids if (job_id not in scheduled) == paused]
     budget = max(limit * _EXAMINED_PER_JOB, _CHUNK)
     found: list[Job] = []
@@ -71,7 +78,7 @@ async def job_page(
     last = ""
     while examined < len(ids) and len(found) < limit and examined < budget:
         chunk = ids[examined : examined + _CHUNK]
-        states = await client.hmget(keys.jobs, chunk)
+        states = await _job_states(client, keys, chunk)
         for job_id, state in zip(chunk, states, strict=True):
             examined += 1
             last = job_id
@@ -87,6 +94,18 @@ async def job_page(
                 if len(found) == limit:
                     break
     return JobPage(found, last if examined < len(ids) else None)
+
+
+async def _job_states(client: aioredis.Redis, keys: Keys, job_ids: list[str]) -> list[Any]:
+    """The stored states of ``job_ids`` (None where there is none), each from its shard."""
+    by_shard: dict[int, list[str]] = {}
+    for job_id in job_ids:
+        by_shard.setdefault(keys.of_job(job_id).shard, []).append(job_id)
+    states: dict[str, Any] = {}
+    for shard, ids in by_shard.items():
+        found = await client.hmget(keys.in_shard(shard).jobs, ids)
+        states.update(zip(ids, found, strict=True))
+    return [states[job_id] for job_id in job_ids]
 
 
 def check_entry_id(entry: str) -> None:
@@ -159,7 +178,7 @@ class UnreadableJobError(Exception):
 
 async def read_job(client: aioredis.Redis, keys: Keys, job_id: str) -> Job | None:
     """One stored job, None if there is none; UnreadableJobError if it cannot be loaded."""
-    state = await client.hget(keys.jobs, job_id)
+    state = await client.hget(keys.of_job(job_id).jobs, job_id)
     if not state:
         return None
     try:

@@ -54,7 +54,7 @@ def sync_registered_jobs(
     :param forget: called with the id of a job removed because no live code defines it.
     """
     synced = {text(key): text(value) for key, value in client.hgetall(keys.definitions).items()}
-    specs = {spec.id: spec for spec in registry.specs()}
+    specs = {spec.id: spec for spec in registry.specs() if keys.owns(spec.id)}
     changed = [job_id for job_id, spec in specs.items() if synced.get(job_id) != spec.fingerprint]
     unknown = [job_id for job_id in synced if job_id not in specs]
     elsewhere = definitions_elsewhere(client, keys, window_ms, member, [*changed, *unknown])

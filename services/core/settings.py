@@ -99,6 +99,17 @@ class Settings(BaseSettings):
         description="Replicas that must acknowledge a fire's claim (and a new leader's epoch) "
         "before its body runs; 0: no waiting (Redis replicates asynchronously).",
     )
+    redis_cluster: bool = Field(
+        False,
+        description="REDIS_URL names one node of a Redis Cluster; the client finds the rest.",
+    )
+    scheduler_shards: int = Field(
+        1,
+        ge=1,
+        le=256,
+        description="Shards the jobs are split into by a hash of their id, each led by one "
+        "scheduler replica; replicas share them. The same on every service of a deployment.",
+    )
     scheduler_mode: Literal["off", "embedded"] = Field(
         "off", description="`embedded`: every API worker also contends for leadership."
     )
@@ -165,6 +176,17 @@ class Settings(BaseSettings):
         sentinels = info.data.get("redis_sentinels")  # then the Sentinels name the host
         if value.startswith(("redis://", "rediss://")) and not parsed.get("host") and not sentinels:
             raise ValueError("a redis:// URL needs a host, e.g. redis://localhost:6379/0")
+        return value
+
+    @field_validator("redis_cluster")
+    @classmethod
+    def _cluster(cls, value: bool, info: ValidationInfo) -> bool:
+        if value and info.data.get("redis_sentinels"):
+            raise ValueError("a Redis Cluster is not found through Sentinels: unset one of them")
+        if value and info.data.get("claim_min_replicas"):
+            raise ValueError(
+                "CLAIM_MIN_REPLICAS is not supported with Redis Cluster yet (set it to 0)"
+            )
         return value
 
     @field_validator("key_prefix")

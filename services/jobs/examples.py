@@ -42,7 +42,7 @@ async def heartbeat() -> None:
     beat = json.dumps(
         {"scheduled_at": run.scheduled_at.isoformat(), "runner": run.runner, "epoch": run.epoch}
     )
-    key = Keys(settings.key_prefix).example("heartbeat")
+    key = Keys.of(settings).example("heartbeat")
     async with store().pipeline(transaction=True) as pipe:
         pipe.lpush(key, beat)
         pipe.ltrim(key, 0, BEATS_KEPT - 1)

@@ -14,7 +14,7 @@ import sys
 
 from services.core.contender import Contender
 from services.core.registry import registry
-from services.core.settings import Settings
+from services.core.settings import ConfigError, Settings, exit_with_config_error
 from services.core.startup import prepare
 from services.scheduler.healthcheck import ALIVE_FILE
 
@@ -29,8 +29,13 @@ async def serve(settings: Settings) -> None:
         loop.add_signal_handler(signum, stop.set)
     running = asyncio.create_task(contender.run())
     alive = asyncio.create_task(keep_alive_file(contender))
-    await stop.wait()
+    stopping = asyncio.create_task(stop.wait())
+    await asyncio.wait([stopping, running], return_when=asyncio.FIRST_COMPLETED)
     alive.cancel()
+    if running.done():  # it only ends by itself on a setting it cannot work with
+        stopping.cancel()
+        await contender.stop()
+        running.result()
     logger.info(
         "stopping: no new fires; waiting up to %.0fs for running jobs",
         settings.shutdown_grace_seconds,
@@ -51,7 +56,10 @@ async def keep_alive_file(contender: Contender) -> None:
 
 def main() -> None:
     settings = prepare()
-    asyncio.run(serve(settings))
+    try:
+        asyncio.run(serve(settings))
+    except ConfigError as exc:
+        exit_with_config_error(exc)
     logging.shutdown()
     sys.stdout.flush()
 

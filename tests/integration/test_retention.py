@@ -331,7 +331,7 @@ async def test_the_leader_deletes_consumers_that_are_gone_unless_they_hold_entri
 
     try:
         await client.xgroup_create(keys.commands, keys.command_group, id="$", mkstream=True)
-        await Membership(client, keys, "standby:1", "scheduler", 10_000).beat("standby", None)
+        await Membership(client, keys, "standby:1", "scheduler", 10_000).beat("standby", {})
         for name in ("gone:1", "standby:1"):
             await client.xgroup_createconsumer(keys.commands, keys.command_group, name)
         # A consumer that is gone but holds an entry it never acknowledged.

@@ -63,7 +63,7 @@ async def member(aclient: aioredis.Redis, keys: Keys, member_id: str, code: Regi
     """A live contender running ``code``, as every contender announces itself."""
     membership = Membership(aclient, keys, member_id, "scheduler", WINDOW_MS)
     await membership.publish_jobs({spec.id: spec.fingerprint for spec in code.specs()})
-    await membership.beat("standby", None)
+    await membership.beat("standby", {})
     return membership
 
 

@@ -41,6 +41,7 @@ async def test_leader_fences_itself_when_redis_stops_answering_then_recovers(
         return [float(e["at"]) for e in events(log, "beat", "start")]
 
     contender = Contender(settings, jobs, mode="scheduler")
+    (shard,) = contender.shards  # one shard: the whole deployment's leadership
     running = asyncio.create_task(contender.run())
     try:
         await wait_for(lambda: len(fired()) >= 2, 10, "the leader to fire twice")
@@ -48,17 +49,17 @@ async def test_leader_fences_itself_when_redis_stops_answering_then_recovers(
         assert first_epoch is not None
 
         private_redis.pause()  # Redis stops answering; its clock keeps running
-        await wait_for(lambda: contender.fenced_at is not None, 3 * TTL, "self-fencing")
-        assert contender.last_renewal_sent is not None and contender.fenced_at is not None
-        lease_could_expire_at = contender.last_renewal_sent + TTL
-        assert contender.fenced_at < lease_could_expire_at, (
+        await wait_for(lambda: shard.fenced_at is not None, 3 * TTL, "self-fencing")
+        assert shard.last_renewal_sent is not None and shard.fenced_at is not None
+        lease_could_expire_at = shard.last_renewal_sent + TTL
+        assert shard.fenced_at < lease_could_expire_at, (
             "the leader must stop firing before its lease can expire in Redis"
         )
         assert not contender.is_leader
         fired_before = len(fired())
         await asyncio.sleep(TTL)
         assert len(fired()) == fired_before, "a fenced leader must not fire"
-        assert all(at < contender.fenced_at for at in fired())
+        assert all(at < shard.fenced_at for at in fired())
 
         private_redis.resume()
         await wait_for(lambda: contender.is_leader, 5 * TTL, "leadership after Redis returns")

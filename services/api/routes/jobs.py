@@ -211,7 +211,7 @@ async def create_job(body: JobCreate, state: State) -> JobView:
         check_kwargs(body.id, task.func, body.kwargs)
     except JobDefinitionError as exc:
         raise unprocessable(str(exc), "kwargs") from None
-    if await state.redis_bytes.hexists(state.keys.jobs, body.id):
+    if await state.redis_bytes.hexists(state.keys.of_job(body.id).jobs, body.id):
         raise HTTPException(
             status_code=409,
             detail=f"a job with id {body.id!r} already exists; choose another id or PATCH it",
