@@ -22,10 +22,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 import redis
-from apscheduler.schedulers.base import BaseScheduler
+from apscheduler.schedulers.base import STATE_STOPPED, BaseScheduler
 from apscheduler.triggers.base import BaseTrigger
 
 from services.core.connection import text
+from services.core.fencing import NotLeaderError
 from services.core.firing.commit import decided_until
 from services.core.firing.record import fire_ms
 from services.core.keys import Keys
@@ -80,11 +81,13 @@ def sync_registered_jobs(
             continue
         else:
             _update(scheduler, spec, paused=stored.next_run_time is None, now=now)
+        _still_leading(scheduler, job_id)
         client.hset(keys.definitions, job_id, spec.fingerprint)
 
     for job_id in unknown:
         if elsewhere[job_id]:
             continue  # other code defines it: keep it, and its state, as it is
+        _still_leading(scheduler, job_id)
         if scheduler.get_job(job_id) is not None:
             scheduler.remove_job(job_id)
             logger.warning(
@@ -94,6 +97,17 @@ def sync_registered_jobs(
             )
         client.hdel(keys.definitions, job_id)
         forget(job_id)
+
+
+def _still_leading(scheduler: BaseScheduler, job_id: str) -> None:
+    """A leader's scheduler is shut down when its term ends. Calls on it then touch no store:
+    an added job is queued in memory, a lookup finds nothing. So nothing may be recorded as
+    synced (or forgotten) after such a call: the next leader syncs it.
+
+    :raises NotLeaderError: the scheduler has stopped.
+    """
+    if scheduler.state == STATE_STOPPED:
+        raise NotLeaderError(f"the scheduler stopped (leadership ended) while syncing {job_id}")
 
 
 def _fields(spec: JobSpec) -> dict[str, Any]:

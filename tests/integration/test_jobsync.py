@@ -9,7 +9,7 @@ import pytest
 import redis
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from services.core.fencing import LeaderTerm
+from services.core.fencing import LeaderTerm, NotLeaderError
 from services.core.firing.jobstore import FencedRedisJobStore
 from services.core.keys import Keys
 from services.core.registry import Registry
@@ -67,3 +67,24 @@ def test_resync_keeps_state_and_applies_changed_definitions(raw: redis.Redis, pr
     assert changed.get_job("b") is None, "a job removed from code leaves the schedule"
     assert raw.hkeys(keys.definitions) == [b"a"]
     changed.shutdown(wait=False)
+
+
+def test_a_sync_after_leadership_ended_records_nothing(raw: redis.Redis, prefix: str) -> None:
+    """A leader fenced during its sync (a shard handed over, a lease lost) has a stopped
+    scheduler, which queues an added job instead of storing it. The sync must not record the
+    definition as synced (the next leader would never add the job) nor forget a job it could
+    not remove."""
+    keys = Keys(prefix)
+    first = leader(raw, keys)
+    sync_registered_jobs(first, registry(old=5), raw, keys)
+    first.shutdown(wait=False)  # leadership ended; the sync thread goes on
+
+    with pytest.raises(NotLeaderError):
+        sync_registered_jobs(first, registry(new=5), raw, keys)
+    assert raw.hkeys(keys.definitions) == [b"old"], "nothing recorded, nothing forgotten"
+
+    successor = leader(raw, keys)
+    sync_registered_jobs(successor, registry(new=5), raw, keys)
+    assert successor.get_job("new") is not None, "the next leader adds the job"
+    assert successor.get_job("old") is None, "and removes the one no code defines"
+    successor.shutdown(wait=False)
