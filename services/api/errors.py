@@ -17,12 +17,12 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ReadOnlyError
+from redis.exceptions import ReadOnlyError, RedisClusterException
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from services.api.models import ErrorOut
 
-REDIS_UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, ReadOnlyError)
+REDIS_UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, ReadOnlyError, RedisClusterException)
 
 UNAVAILABLE: dict[int | str, dict[str, Any]] = {
     413: {"model": ErrorOut, "description": "The request body is too large."},

@@ -21,11 +21,15 @@ from redis.client import Pipeline
 from redis.cluster import RedisCluster
 from redis.commands.core import AsyncScript, Script
 from redis.connection import parse_url
-from redis.exceptions import DataError, NoScriptError
+from redis.exceptions import DataError, NoScriptError, RedisClusterException, RedisError
 from redis.retry import Retry
 from redis.sentinel import Sentinel
 
 from services.core.settings import Settings
+
+# What Redis trouble raises: a Redis Cluster client raises RedisClusterException (not a
+# RedisError) when no node of the cluster can be reached.
+REDIS_ERRORS: tuple[type[Exception], ...] = (RedisError, RedisClusterException)
 
 # One quick retry absorbs a pooled connection that died with a Redis restart; anything longer
 # must surface as an error so callers can fence themselves or answer 503.
@@ -184,8 +188,12 @@ async def pipelined_scripts_async(
 def evalsha(
     pipe: Pipeline | AsyncPipeline, script: Script | AsyncScript, keys: list[Any], args: list[Any]
 ) -> Any:
-    """Queue ``script`` on ``pipe`` by its digest (for ``pipelined_scripts``)."""
-    return pipe.evalsha(script.sha, len(keys), *keys, *args)
+    """Queue ``script`` on ``pipe`` by its digest (for ``pipelined_scripts``).
+
+    Sent as a raw command: redis-py's cluster pipeline refuses its ``evalsha`` method, though
+    it routes the command itself by its first key like any other (each script's keys share
+    one slot, see keys.py)."""
+    return pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
 
 
 def text(value: bytes | str) -> str:

@@ -15,10 +15,8 @@ import contextlib
 import logging
 from typing import Literal
 
-from redis.exceptions import RedisError
-
 from services.core.bodies import BodyPool
-from services.core.connection import async_redis, runner_id
+from services.core.connection import REDIS_ERRORS, async_redis, runner_id, text
 from services.core.keys import Keys
 from services.core.layout import check_layout
 from services.core.membership import Membership, live_members
@@ -108,7 +106,7 @@ class Contender:
             try:
                 await self._pass(loop.time())
                 self._watch.answers()
-            except RedisError as exc:
+            except REDIS_ERRORS as exc:
                 self._watch.trouble(exc)
             for shard in self.shards:
                 await shard.keep_slots()
@@ -157,16 +155,27 @@ class Contender:
         return handed_over is None or now - handed_over > self.settings.lease_ttl_seconds
 
     async def _balance(self, now: float) -> None:
-        """Hand shards over to the live contender holding the fewest, while this process holds
-        two or more than it does."""
+        """Hand shards over to the live contender leading the fewest, while this process leads
+        two or more than it does.
+
+        Counts come from the leases themselves, and only contenders heard from within half a
+        ttl count (they beat three times per ttl): a contender that died is never handed a
+        shard it cannot take (its announced shards, and its member entry, outlive it).
+        """
         members = await live_members(
-            self._redis, self.keys, int(self.settings.member_window_seconds * 1000)
+            self._redis, self.keys, int(self.settings.lease_ttl_seconds * 500)
         )
-        fewest = min(
-            (len(member.shards) for member in members if member.id != self.id), default=None
-        )
+        others = {member.id for member in members} - {self.id}
+        if not others:
+            return
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for shard in self.shards:
+                pipe.get(shard.keys.lease)
+            tokens = await pipe.execute()
+        holders = [text(token).rsplit("#", 1)[0] for token in tokens if token]
+        fewest = min(holders.count(member) for member in others)
         led = [shard for shard in self.shards if shard.is_leader]
-        if fewest is None or len(led) - fewest < 2:
+        if len(led) - fewest < 2:
             return
         for shard in led[-((len(led) - fewest) // 2) :]:
             self._handed_over[shard.number] = now
@@ -186,7 +195,7 @@ class Contender:
         for shard in self.shards:
             await shard.hand_over("shutting down")
         await self.drain(self.settings.shutdown_grace_seconds)
-        with contextlib.suppress(RedisError):
+        with contextlib.suppress(*REDIS_ERRORS):
             await self._membership.leave()
         await self._bodies.close()
         await self._redis.aclose()

@@ -33,6 +33,15 @@ return now
 """
 
 
+# The members as of Redis's clock, in one step (one slot: a script, not a transaction, which
+# a Redis Cluster client cannot send with TIME in it). KEYS: members, info.
+_READ = """
+local t = redis.call('TIME')
+local seen = redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')
+return {t[1], t[2], seen, redis.call('HGETALL', KEYS[2])}
+"""
+
+
 @dataclass(frozen=True)
 class Member:
     id: str
@@ -85,11 +94,10 @@ class Membership:
 
 async def live_members(client: aioredis.Redis, keys: Keys, window_ms: int) -> list[Member]:
     """Contenders heard from within the window (client with ``decode_responses=True``)."""
-    async with client.pipeline(transaction=True) as pipe:
-        pipe.time()
-        pipe.zrange(keys.members, 0, -1, withscores=True)
-        pipe.hgetall(keys.member_info)
-        (seconds, micros), seen, infos = await pipe.execute()
+    read = client.register_script(_READ)
+    seconds, micros, flat_seen, flat_infos = await read(keys=[keys.members, keys.member_info])
+    seen = zip(flat_seen[::2], flat_seen[1::2], strict=True)
+    infos = dict(zip(flat_infos[::2], flat_infos[1::2], strict=True))
     now_ms = int(seconds) * 1000 + int(micros) // 1000
     members = []
     for member_id, last_seen in seen:

@@ -16,11 +16,10 @@ from datetime import timedelta
 
 import redis
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
 
 from services.core.bodies import BodyPool
 from services.core.command_channel import CommandConsumer
-from services.core.connection import sync_redis
+from services.core.connection import REDIS_ERRORS, sync_redis
 from services.core.control import Control
 from services.core.counters import LEASE_RENEWAL_FAILURES
 from services.core.fencing import LeaderTerm, NotLeaderError
@@ -49,7 +48,7 @@ class RedisWatch:
     def __init__(self) -> None:
         self._down_since: float | None = None
 
-    def trouble(self, exc: RedisError) -> None:
+    def trouble(self, exc: Exception) -> None:
         if self._down_since is None:
             self._down_since = asyncio.get_running_loop().time()
             logger.warning("Redis is not answering (%s); retrying", exc)
@@ -166,7 +165,7 @@ class Shard:
             try:
                 await self._lease.release()
                 logger.info("released the lease%s for another contender to take", self._of)
-            except RedisError as exc:
+            except REDIS_ERRORS as exc:
                 logger.warning("could not release the lease%s (%s); it expires", self._of, exc)
 
     async def drain(self, grace: float) -> None:
@@ -213,7 +212,7 @@ class Shard:
             try:
                 await self._renew()
                 self._watch.answers()
-            except RedisError as exc:
+            except REDIS_ERRORS as exc:
                 self._watch.trouble(exc)
 
     async def _renew(self) -> None:
@@ -223,7 +222,7 @@ class Shard:
         sent = loop.time()
         try:
             renewed = await self._lease.renew()
-        except RedisError:
+        except REDIS_ERRORS:
             self._unreported_renewal_failures += 1
             raise
         if term is not self._term:
@@ -278,7 +277,7 @@ class Shard:
             asyncio.get_running_loop().create_task(self._release_quietly())
 
     async def _release_quietly(self) -> None:
-        with contextlib.suppress(RedisError):
+        with contextlib.suppress(*REDIS_ERRORS):
             await self._lease.release()
 
     def _start_scheduler(self, term: LeaderTerm) -> _LeaderRun:
@@ -385,7 +384,7 @@ class Shard:
         except NotLeaderError as exc:
             if self._leader is leader:
                 self._fence(str(exc))
-        except RedisError as exc:
+        except REDIS_ERRORS as exc:
             logger.warning("leader housekeeping could not reach Redis (%s); trying again", exc)
         except Exception:
             logger.exception("leader housekeeping failed; trying again later")
@@ -399,7 +398,7 @@ class Shard:
             except NotLeaderError as exc:
                 self._fence(str(exc))
                 return
-            except RedisError as exc:
+            except REDIS_ERRORS as exc:
                 # Unacknowledged commands stay pending and are claimed again, in order.
                 logger.warning("reading commands failed (%s); retrying", exc)
             except Exception:

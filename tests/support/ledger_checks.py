@@ -46,7 +46,12 @@ class Evidence:
 
 
 def read_evidence(
-    client: redis.Redis, prefix: str, job_id: str = PROBE, *, own_writes_key: str | None = None
+    client: redis.Redis,
+    prefix: str,
+    job_id: str = PROBE,
+    *,
+    own_writes_key: str | None = None,
+    keys: Keys | None = None,
 ) -> Evidence:
     """``job_id``'s ledger and, from the list ``own_writes_key``, the records it wrote itself.
 
@@ -54,8 +59,9 @@ def read_evidence(
     schedule that ran it; only ``job_id``'s are kept. ``own_writes_key`` defaults to the probe's
     list for the probe schedule and to none for any other job, whose ``own_writes`` is then
     None (asking for its written times fails instead of answering with another job's).
+    ``keys``: the deployment's keys when it has several shards (or runs on Redis Cluster).
     """
-    entries = client.xrange(Keys(prefix).runs(job_id))
+    entries = client.xrange((keys or Keys(prefix)).runs(job_id))
     ledger = [RunRecord.from_fields(fields) for _, fields in entries or []]
     if own_writes_key is None and job_id == PROBE:
         own_writes_key = probe_key(prefix)
