@@ -69,6 +69,12 @@ def main() -> None:
                 measure_sustained(server, workdir / f"rate-{n}", n, 10, 2 * window)
                 for n in (1_000, 10_000, 20_000)
             ]
+            step("scale: one scheduler against two sharing two shards, interleaved")
+            by_replicas = [
+                measure_sustained(server, workdir / f"replicas-{r}-{n}", n, 10, 2 * window, r)
+                for n in (20_000, 30_000)
+                for r in (1, 2)
+            ]
             burst = measure_burst(server, workdir / "burst", 10_000)
             cold = measure_cold_start_in_code(server, workdir / "cold", 20_000)
             footprint = measure_footprint(server, workdir / "footprint", 100_000)
@@ -82,7 +88,7 @@ def main() -> None:
             server.stop()
         step("API throughput through the load balancer")
         api = measure_api(workdir, [(1, 1), (1, 4), (3, 1), (3, 4)], seconds=window)
-    scale = Scale(sustained, burst, [cold, footprint.cold_start], footprint)
+    scale = Scale(sustained, by_replicas, burst, [cold, footprint.cold_start], footprint)
     report = render(
         lateness, durable, scale, trips, failovers, duplicates, api, time.monotonic() - started
     )
@@ -113,6 +119,7 @@ def redis_version() -> str:
 @dataclass
 class Scale:
     sustained: list[Sustained]
+    by_replicas: list[Sustained]
     burst: Burst
     cold_starts: list[ColdStart]
     footprint: Footprint
@@ -172,12 +179,27 @@ def render(
         f"over the interval, measured over {scale.sustained[0].window_s:.0f} s after one round "
         "to settle. Targets: 2,000 fires/s with 0 missed and p99 at most 100 ms.",
         "",
-        "| jobs | fires/s | p50 | p99 | missed | not run |",
-        "| ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| jobs | fires/s | p50 | p99 | missed | not run | scheduler CPU | Redis CPU |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
         *(
             f"| {r.jobs:,} | {r.per_second:,.0f} | {r.p50_ms:.0f} ms | {r.p99_ms:.0f} ms | "
-            f"{r.missed} | {r.not_run} |"
+            f"{r.missed} | {r.not_run} | {r.cpu:.0%} | {r.redis_cpu:.0%} |"
             for r in scale.sustained
+        ),
+        "",
+        "*Schedulers by shard*: the same sustained load fired by one scheduler process "
+        "(`SCHEDULER_SHARDS=1`) and by two sharing two shards (`SCHEDULER_SHARDS=2`, each "
+        "leading one), measured one after the other. This machine's CPUs are shared by Redis, "
+        "every scheduler process and their body workers. CPU: each scheduler's main process "
+        "and the redis-server process over the window, in CPUs (100 % is one CPU).",
+        "",
+        "| schedulers | jobs | fires/s | p50 | p99 | missed | not run | CPU per scheduler "
+        "| Redis CPU |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        *(
+            f"| {r.replicas} | {r.jobs:,} | {r.per_second:,.0f} | {r.p50_ms:.0f} ms | "
+            f"{r.p99_ms:.0f} ms | {r.missed} | {r.not_run} | {r.cpu:.0%} | {r.redis_cpu:.0%} |"
+            for r in scale.by_replicas
         ),
         "",
         f"*Burst*: {scale.burst.jobs:,} jobs due at the same instant. Target: every body "

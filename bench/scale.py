@@ -1,5 +1,6 @@
 """Scale: many stored jobs on one scheduler process (sustained rates, a burst at one instant,
-a cold start), Redis memory per job, and a page of GET /jobs with 100k jobs stored.
+a cold start), the same rates on two scheduler processes sharing two shards, Redis memory per
+job, and a page of GET /jobs with 100k jobs stored.
 
 Jobs are stored the way the API stores them (a copy of a registered job's state under a new
 id, its own trigger), written straight to Redis: setting up 100k jobs takes seconds, not the
@@ -9,6 +10,7 @@ job (every second) keeps it waking.
 
 from __future__ import annotations
 
+import os
 import pickle
 import time
 import uuid
@@ -23,6 +25,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from bench.jobs import bench_id
 from bench.runs import ledger, percentile
+from services.core.connection import text
 from services.core.keys import Keys
 from tests.support.processes import Processes, wait_until
 from tests.support.redis_server import RedisServer, free_port
@@ -32,6 +35,7 @@ TEMPLATE = "bench-count"  # a registered job whose stored state is copied (its t
 
 @dataclass
 class Sustained:
+    replicas: int  # scheduler processes, sharing as many shards
     jobs: int
     interval_s: float
     fires: int
@@ -40,6 +44,8 @@ class Sustained:
     p99_ms: float
     missed: int
     not_run: int
+    cpu: float  # CPU of each scheduler process over the window, in CPUs (mean of the replicas)
+    redis_cpu: float  # CPU of the redis-server process over the window, in CPUs
 
     @property
     def per_second(self) -> float:
@@ -97,8 +103,8 @@ def store_jobs(
     paused: bool = False,
 ) -> None:
     """``jobs`` copies of the template job, every ``interval`` s from ``first`` (or, with
-    ``spread``, evenly spread over the interval from there)."""
-    template = pickle.loads(raw.hget(keys.jobs, TEMPLATE))  # type: ignore[arg-type]
+    ``spread``, evenly spread over the interval from there), each in its shard."""
+    template = pickle.loads(raw.hget(keys.of_job(TEMPLATE).jobs, TEMPLATE))  # type: ignore[arg-type]
     template["args"] = ("bench-noop", template["args"][1])
     with raw.pipeline(transaction=False) as pipe:
         for n in range(jobs):
@@ -111,38 +117,63 @@ def store_jobs(
                 "trigger": IntervalTrigger(seconds=interval, start_date=at, timezone=UTC),
                 "next_run_time": None if paused else at,
             }
-            pipe.hset(keys.jobs, job_id, pickle.dumps(state, pickle.HIGHEST_PROTOCOL))
+            shard = keys.of_job(job_id)
+            pipe.hset(shard.jobs, job_id, pickle.dumps(state, pickle.HIGHEST_PROTOCOL))
             if not paused:
-                pipe.zadd(keys.run_times, {job_id: at.timestamp()})
+                pipe.zadd(shard.run_times, {job_id: at.timestamp()})
             if n % 2000 == 1999:
                 pipe.execute()
         pipe.execute()
 
 
 def _leader_with_template(
-    server: RedisServer, workdir: Path, **env: str
+    server: RedisServer, workdir: Path, replicas: int = 1, **env: str
 ) -> tuple[Processes, Keys, redis.Redis]:
+    """``replicas`` scheduler processes sharing as many shards, each leading one."""
     prefix = f"bench-{uuid.uuid4().hex[:6]}:"
-    keys = Keys(prefix)
+    keys = Keys(prefix, replicas, 0, tagged=replicas > 1)
     raw = redis.Redis.from_url(server.url)
-    processes = _processes(server, workdir, prefix, **env)
-    processes.scheduler("scheduler")
-    wait_until(lambda: raw.hexists(keys.jobs, TEMPLATE), 60, "the scheduler's jobs")
+    processes = _processes(server, workdir, prefix, SCHEDULER_SHARDS=str(replicas), **env)
+    for n in range(replicas):
+        processes.scheduler(f"scheduler-{n}")
+    wait_until(
+        lambda: raw.hexists(keys.of_job(TEMPLATE).jobs, TEMPLATE), 60, "the scheduler's jobs"
+    )
+
+    def one_shard_each() -> bool:
+        holders = [raw.get(shard.lease) for shard in keys.every_shard()]
+        if None in holders:
+            return False
+        return len({text(holder).split("#")[0] for holder in holders if holder}) == replicas
+
+    wait_until(one_shard_each, 60, "each scheduler leading a shard")
     return processes, keys, raw
 
 
 def measure_sustained(
-    server: RedisServer, workdir: Path, jobs: int, interval: float = 10, seconds: float = 20
+    server: RedisServer,
+    workdir: Path,
+    jobs: int,
+    interval: float = 10,
+    seconds: float = 20,
+    replicas: int = 1,
 ) -> Sustained:
-    """``jobs`` jobs every ``interval`` s, spread evenly: a steady jobs/interval fires/s."""
-    processes, keys, raw = _leader_with_template(server, workdir)
+    """``jobs`` jobs every ``interval`` s, spread evenly: a steady jobs/interval fires/s, fired
+    by ``replicas`` scheduler processes (as many shards)."""
+    processes, keys, raw = _leader_with_template(server, workdir, replicas)
     try:
         first = datetime.fromtimestamp(time.time() + 3, UTC)
         store_jobs(raw, keys, jobs, first=first, interval=interval, spread=True)
         time.sleep(max(0.0, first.timestamp() - time.time()) + interval)  # one round to settle
+        pids = [process.pid for process in processes.started.values()]
+        assert server.process is not None
+        pids.append(server.process.pid)
+        cpu_before = [_cpu_seconds(pid) for pid in pids]
         start = time.time()
         time.sleep(seconds)
         end = time.time()
+        cpu_used = [_cpu_seconds(pid) - was for pid, was in zip(pids, cpu_before, strict=True)]
+        redis_cpu = cpu_used.pop()
         time.sleep(2)  # the window's last fires end and are recorded
     finally:
         processes.close(quiet=True)
@@ -157,6 +188,7 @@ def measure_sustained(
         if e.status == "succeeded" and e.started_at
     ] or [float("nan")]
     return Sustained(
+        replicas,
         jobs,
         interval,
         sum(e.count for e in entries),
@@ -165,7 +197,15 @@ def measure_sustained(
         percentile(late, 99),
         sum(e.count for e in entries if e.status == "missed"),
         sum(e.count for e in entries if e.status != "succeeded"),
+        sum(cpu_used) / len(cpu_used) / (end - start),
+        redis_cpu / (end - start),
     )
+
+
+def _cpu_seconds(pid: int) -> float:
+    """CPU time (user and system) a process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def measure_burst(server: RedisServer, workdir: Path, jobs: int) -> Burst:

@@ -265,10 +265,15 @@ def test_a_command_taken_by_a_leader_that_died_is_applied_by_the_next(
     settings = make_settings(
         redis_server, scheduler_mode="embedded", api_token=TOKEN, jobs_modules=JOBS
     )
+    keys = Keys(prefix)
+
+    def reading_commands() -> bool:  # the leader's consumer group exists once it reads them
+        return bool(client.exists(keys.commands) and client.xinfo_groups(keys.commands))
+
     with leading_app(settings) as http:
         wait_for_leader(http)
         wait_until(lambda: http.get("/jobs/greet").status_code == 200, 10, "jobs synced")
-    keys = Keys(prefix)
+        wait_until(reading_commands, 10, "the leader reading commands")
     now = datetime.now(UTC)
     command = Command(
         id=uuid.uuid4().hex,

@@ -68,14 +68,16 @@ def start_api(processes: Processes, redis_server: RedisServer, **env: str) -> st
     return f"http://127.0.0.1:{port}"
 
 
+@pytest.mark.parametrize("shards", [1, 2])
 def test_the_page_shows_jobs_and_a_pause_click_pauses_the_job(
     browser: Browser,
     redis_server: RedisServer,
     client: redis.Redis,
     processes: Processes,
     prefix: str,
+    shards: int,
 ) -> None:
-    base = start_api(processes, redis_server)
+    base = start_api(processes, redis_server, SCHEDULER_SHARDS=str(shards))
 
     def job(job_id: str) -> dict[str, object] | None:
         try:
@@ -92,6 +94,8 @@ def test_the_page_shows_jobs_and_a_pause_click_pauses_the_job(
     expect(page.locator('tr[data-job="probe"]')).to_be_visible(timeout=10_000)
     expect(greet.locator(".job-state")).to_have_text("active")
     expect(page.locator("#leader")).to_contain_text("epoch")
+    if shards > 1:
+        expect(page.locator("#leader")).to_contain_text(f"{shards} of {shards} shards led")
     expect(page.locator('tr[data-job="probe"] .timeline span.succeeded').first).to_be_visible(
         timeout=10_000
     )
@@ -105,7 +109,8 @@ def test_the_page_shows_jobs_and_a_pause_click_pauses_the_job(
     assert paused is not None and paused["paused"] is True, "the API agrees: paused"
 
     ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / "status-page.png"), full_page=True)
+    name = "status-page.png" if shards == 1 else f"status-page-{shards}-shards.png"
+    page.screenshot(path=str(ARTIFACTS / name), full_page=True)
     page.close()
 
 
