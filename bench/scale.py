@@ -23,7 +23,7 @@ import httpx
 import redis
 from apscheduler.triggers.interval import IntervalTrigger
 
-from bench.jobs import bench_id
+from bench.jobs import WAKERS, bench_id
 from bench.runs import ledger, percentile
 from services.core.connection import text
 from services.core.keys import Keys
@@ -132,6 +132,8 @@ def _leader_with_template(
     """``replicas`` scheduler processes sharing as many shards, each leading one."""
     prefix = f"bench-{uuid.uuid4().hex[:6]}:"
     keys = Keys(prefix, replicas, 0, tagged=replicas > 1)
+    woken = {keys.of_job(job_id).shard for job_id in WAKERS}
+    assert woken == set(range(replicas)), f"no 1-s job wakes shards {set(range(replicas)) - woken}"
     raw = redis.Redis.from_url(server.url)
     processes = _processes(server, workdir, prefix, SCHEDULER_SHARDS=str(replicas), **env)
     for n in range(replicas):

@@ -10,7 +10,7 @@ Redis Cluster keeps the untagged names of earlier versions, so an upgrade finds 
 
 from __future__ import annotations
 
-import zlib
+import hashlib
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
@@ -19,8 +19,15 @@ if TYPE_CHECKING:
 
 
 def shard_of(job_id: str, shards: int) -> int:
-    """The shard a job belongs to: the same for a job id in every process and version."""
-    return zlib.crc32(job_id.encode()) % shards if shards > 1 else 0
+    """The shard a job belongs to: the same for a job id in every process and version.
+
+    A cryptographic hash, not CRC-32: CRC is linear, so ids that differ in a few bits (say
+    ``report-0`` to ``report-3``) can all land in one shard of a power-of-two count.
+    """
+    if shards == 1:
+        return 0
+    digest = hashlib.blake2b(job_id.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % shards
 
 
 @dataclass(frozen=True)
