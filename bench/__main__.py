@@ -72,7 +72,7 @@ def main() -> None:
             step("scale: one scheduler against two sharing two shards, interleaved")
             by_replicas = [
                 measure_sustained(server, workdir / f"replicas-{r}-{n}", n, 10, 2 * window, r)
-                for n in (20_000, 30_000)
+                for n in (20_000, 40_000)
                 for r in (1, 2)
             ]
             burst = measure_burst(server, workdir / "burst", 10_000)
