@@ -11,9 +11,7 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
-import httpx
-
-from tests.support.processes import REPO, wait_until
+from tests.support.processes import REPO, answers, wait_until
 from tests.support.redis_server import free_port
 
 _UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
@@ -42,13 +40,6 @@ def _wrk(url: str, seconds: int) -> tuple[float, float, int]:
     return rps, float(value) * _UNITS[unit], int(errors.group(1)) if errors else 0
 
 
-def _answers(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=5).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
 def measure_api(workdir: Path, configs: list[tuple[int, int]], seconds: int = 10) -> list[ApiLoad]:
     """Each (replicas, workers) config on the real docker-compose.yml, schedulers running."""
     if shutil.which("wrk") is None:
@@ -74,7 +65,7 @@ def measure_api(workdir: Path, configs: list[tuple[int, int]], seconds: int = 10
                 timeout=600,
             )
             url = f"http://127.0.0.1:{port}/jobs"
-            wait_until(partial(_answers, url), 60, "the stack")
+            wait_until(partial(answers, url), 60, "the stack")
             time.sleep(2)
             _wrk(url, 3)  # warm up every worker
             rps, p99, errors = _wrk(url, seconds)

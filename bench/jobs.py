@@ -39,8 +39,9 @@ for _n in range(BENCH_JOBS):
 # The task of the jobs bench/scale.py stores (registered, never fired itself).
 job("interval", hours=24, id="bench-noop", start_paused=True)(_noop)
 
-# A 1-s job in each shard (of 1 or 2; checked where used): each shard's scheduler wakes every second and finds
-# the jobs bench/scale.py writes straight to its store (the API's changes wake it themselves).
+# A 1-s job in each shard (of 1 or 2; checked where used): each shard's scheduler wakes every
+# second and finds the jobs bench/scale.py writes straight to its store (the API's changes
+# wake it themselves).
 WAKERS = [f"bench-wake-{n}" for n in range(4)]
 for _job_id in WAKERS:
     job("interval", seconds=1, id=_job_id)(_noop)

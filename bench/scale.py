@@ -27,7 +27,7 @@ from bench.jobs import WAKERS, bench_id
 from bench.runs import ledger, percentile
 from services.core.connection import text
 from services.core.keys import Keys
-from tests.support.processes import Processes, wait_until
+from tests.support.processes import Processes, answers, wait_until
 from tests.support.redis_server import RedisServer, free_port
 
 TEMPLATE = "bench-count"  # a registered job whose stored state is copied (its task: a counter)
@@ -285,7 +285,7 @@ def measure_footprint(server: RedisServer, workdir: Path, jobs: int) -> Footprin
         port = free_port()
         restarted.gunicorn("api", port, workers=1)
         base = f"http://127.0.0.1:{port}"
-        wait_until(lambda: _answers(f"{base}/healthz"), 60, "the api")
+        wait_until(lambda: answers(f"{base}/healthz"), 60, "the api")
         middle = bench_id(jobs // 2)
         timings = []
         with httpx.Client(timeout=30) as http:
@@ -313,10 +313,3 @@ def _rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return float("nan")
-
-
-def _answers(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False

@@ -9,7 +9,6 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import httpx
 import pytest
 import redis
 
@@ -18,7 +17,7 @@ from services.core.keys import Keys
 from tests.support.body_log import body_intervals, overlaps
 from tests.support.cluster import leader_id, member_roles, pid_of, probe_runs, runs_at_least
 from tests.support.ledger_checks import assert_exactly_once, read_evidence
-from tests.support.processes import Processes, wait_until
+from tests.support.processes import Processes, answers, wait_until
 from tests.support.proxy import PartitionProxy
 from tests.support.redis_server import RedisServer, free_port
 
@@ -82,17 +81,14 @@ def test_a_body_holding_the_gil_does_not_stall_an_embedded_api(
     )
     base = f"http://127.0.0.1:{port}"
 
-    def answers() -> bool:
-        try:
-            return httpx.get(f"{base}/healthz", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
+    def healthy() -> bool:
+        return answers(f"{base}/healthz", timeout=1)
 
-    wait_until(answers, 30, "the api")
+    wait_until(healthy, 30, "the api")
     unanswered = 0
     deadline = time.monotonic() + 60
     while hog_runs(client, prefix) < 2 and time.monotonic() < deadline:
-        unanswered += not answers()  # a request the worker could not answer within 1 s
+        unanswered += not healthy()  # a request the worker could not answer within 1 s
         time.sleep(0.1)
     assert hog_runs(client, prefix) >= 2, "the GIL-holding body did not run twice"
     assert unanswered == 0, f"{unanswered} requests went unanswered while a job ran"

@@ -9,7 +9,7 @@ import httpx
 
 from tests.support.cluster import leader_id, probe_runs, runs_at_least
 from tests.support.ledger_checks import assert_exactly_once, read_evidence
-from tests.support.processes import Processes, wait_until
+from tests.support.processes import Processes, answers, wait_until
 from tests.support.redis_server import RedisServer, free_port
 
 TTL = 2.0
@@ -32,10 +32,7 @@ def test_redis_paused_then_restarted(
     wait_until(lambda: probe_runs(client, prefix) >= 3, 30, "three runs")
 
     def api_ok() -> bool:
-        try:
-            return httpx.get(f"{base}/readyz", timeout=3).status_code == 200
-        except httpx.HTTPError:
-            return False
+        return answers(f"{base}/readyz")
 
     wait_until(api_ok, 30, "the api")
     paused = httpx.post(

@@ -9,7 +9,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.cluster import probe_runs
 from tests.support.ledger_checks import read_evidence
-from tests.support.processes import Processes, wait_until
+from tests.support.processes import Processes, answers, wait_until
 from tests.support.redis_server import RedisServer, free_port
 
 pytestmark = pytest.mark.processes
@@ -35,14 +35,9 @@ def test_metrics_agree_across_workers_and_replicas_and_with_the_ledger(
     wait_until(lambda: probe_runs(client, prefix) >= 5, 30, "five runs")
     assert processes.terminate(scheduler) == 0  # freeze the numbers
 
-    def up(port: int) -> bool:
-        try:
-            return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200
-        except httpx.HTTPError:
-            return False
-
     for port in ports:
-        wait_until(lambda port=port: up(port), 30, f"gunicorn on {port}")  # type: ignore[misc]
+        url = f"http://127.0.0.1:{port}/healthz"
+        wait_until(lambda url=url: answers(url), 30, f"gunicorn on {port}")  # type: ignore[misc]
     ledger = read_evidence(client, prefix).ledger
     views = [samples(f"http://127.0.0.1:{port}") for port in ports for _ in range(4)]
     assert all(view == views[0] for view in views), "every worker reports the same figures"

@@ -15,7 +15,7 @@ import redis
 from services.core.keys import Keys
 from tests.support.ledger_checks import assert_exactly_once, duplicates, gaps, read_evidence
 from tests.support.load_jobs import LOAD_JOBS
-from tests.support.processes import Processes, wait_until
+from tests.support.processes import Processes, answers, wait_until
 from tests.support.redis_cluster import RedisClusterGroup
 from tests.support.redis_server import free_port
 
@@ -52,13 +52,7 @@ def test_jobs_run_once_on_a_redis_cluster(
 
     wait_until(lambda: probe_runs() >= 3, 30, "three probe runs")
 
-    def api_ok() -> bool:
-        try:
-            return httpx.get(f"{base}/readyz", timeout=3).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    wait_until(api_ok, 30, "the api")
+    wait_until(lambda: answers(f"{base}/readyz"), 30, "the api")
     status = httpx.get(f"{base}/scheduler", timeout=10).json()
     assert [shard["shard"] for shard in status["shards"]] == list(range(shards))
     assert all(shard["leader"] for shard in status["shards"]), status
