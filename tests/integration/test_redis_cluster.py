@@ -1,6 +1,7 @@
 """tickonce on a real Redis Cluster of three masters (redis-server processes): two schedulers
 and the api, with one shard (every key in one slot) and with three shards (spread over the
-nodes). Each fire time runs once, and the api reads, commands and counts across the shards."""
+nodes). Each fire time runs once, and the api reads, commands (pause, resume, run now) and
+counts across the shards."""
 
 from __future__ import annotations
 
@@ -68,6 +69,16 @@ def test_jobs_run_once_on_a_redis_cluster(
         f"{base}/jobs/load-13/resume", timeout=10, headers={"Authorization": f"Bearer {TOKEN}"}
     )
     assert resumed.status_code == 200 and resumed.json()["paused"] is False, resumed.text
+    ran = httpx.post(
+        f"{base}/jobs/load-21/run", timeout=10, headers={"Authorization": f"Bearer {TOKEN}"}
+    )
+    assert ran.status_code == 200, ran.text
+
+    def ran_now() -> bool:
+        runs = httpx.get(f"{base}/jobs/load-21/runs", timeout=10).json()
+        return any(run["manual"] and run["status"] == "succeeded" for run in runs)
+
+    wait_until(ran_now, 20, "the run-now of load-21 in its ledger")
     metrics = httpx.get(f"{base}/metrics", timeout=10).text
     assert 'tickonce_runs_total{job="probe",status="succeeded"}' in metrics
 
