@@ -49,6 +49,15 @@ class RedisClusterGroup:
         return self.nodes[0].url
 
     def start(self) -> RedisClusterGroup:
+        """Start the nodes and join them; if that fails, nothing is left running."""
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start(self) -> None:
         cli = shutil.which("redis-cli")
         if cli is None:
             raise RuntimeError("redis-cli is not installed: run `bash .ci/run`")
@@ -64,10 +73,8 @@ class RedisClusterGroup:
         deadline = time.monotonic() + 30
         while not self._ready():
             if time.monotonic() > deadline:
-                self.stop()
                 raise RuntimeError("the Redis Cluster did not reach state ok")
             time.sleep(0.1)
-        return self
 
     def _ready(self) -> bool:
         for node in self.nodes:

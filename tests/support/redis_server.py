@@ -82,7 +82,10 @@ class RedisServer:
                     return self
             except redis.RedisError:
                 time.sleep(0.05)
-        raise RuntimeError(f"redis-server did not start on port {self.port}")
+        self.stop()  # nothing left running; its log says why
+        raise RuntimeError(
+            f"redis-server did not start on port {self.port} (see {self.workdir / 'redis.log'})"
+        )
 
     def stop(self) -> None:
         """SIGKILL: as abrupt as a crash (with AOF fsync always, nothing acknowledged is lost)."""
