@@ -1,7 +1,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install lint test bench
+.PHONY: install lint test bench bench-peers
 
 install:
 	python3 -m venv $(VENV)
@@ -20,3 +20,6 @@ test:
 
 bench:
 	$(PY) -m bench
+
+bench-peers:
+	$(PY) -m bench.peers
