@@ -21,5 +21,8 @@ test:
 bench:
 	$(PY) -m bench
 
+# Not part of `make test`: installs each peer system in .peers/ and Debian's redis-server and
+# postgresql when missing, then writes bench/PEERS.md (about 20 minutes).
 bench-peers:
+	test -x $(PY) || $(MAKE) install
 	$(PY) -m bench.peers

@@ -1,4 +1,4 @@
-"""arq: cron jobs every second, run by the worker that also schedules them. The scheduled time
+"""arq: cron jobs on whole seconds, run by the worker that also schedules them. The scheduled time
 is the job's score (its defer-until time, ms)."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 from arq import cron
 from arq.connections import RedisSettings
 
-from bench.peers.apps.record import job_ids, record
+from bench.peers.apps.record import interval, job_ids, record
 
 
 def _body(job: str) -> Any:
@@ -24,5 +24,5 @@ class WorkerSettings:
     redis_settings = RedisSettings.from_dsn(os.environ["PEERS_REDIS"])
     functions: ClassVar[list[Any]] = []
     cron_jobs: ClassVar[list[Any]] = [
-        cron(_body(job), second=set(range(60)), microsecond=0) for job in job_ids()
+        cron(_body(job), second=set(range(0, 60, interval())), microsecond=0) for job in job_ids()
     ]

@@ -1,5 +1,6 @@
-"""Celery beat with RedBeat (the schedule and beat's lock in Redis): every job every second,
-sent by the beat holding the lock to the workers. Celery gives a task no scheduled time, so the
+"""Celery beat with RedBeat (the schedule and beat's lock in Redis): every job every
+PEERS_INTERVAL seconds (an interval schedule: crontab has minutes at finest), sent by the beat
+holding the lock to the workers. Celery gives a task no scheduled time, so the
 beat stamps each message with the time it sent it (a header), and that stands for it."""
 
 from __future__ import annotations
@@ -11,15 +12,15 @@ from typing import Any
 from celery import Celery
 from celery.signals import before_task_publish
 
-from bench.peers.apps.record import job_ids, record
+from bench.peers.apps.record import interval, job_ids, record
 
+TASK = "bench.peers.apps.celery_app.body"
 app = Celery("peers", broker=os.environ["PEERS_REDIS"])
 app.conf.update(
     redbeat_redis_url=os.environ["PEERS_REDIS"],
     redbeat_key_prefix=os.environ["PEERS_KEY"] + ":redbeat",
     beat_schedule={
-        job: {"task": "bench.peers.apps.celery_app.body", "schedule": 1.0, "args": (job,)}
-        for job in job_ids()
+        job: {"task": TASK, "schedule": float(interval()), "args": (job,)} for job in job_ids()
     },
     worker_hijack_root_logger=False,
 )
@@ -34,7 +35,7 @@ def stamp(headers: dict[str, Any], **_: Any) -> None:
     headers["peers_beat"] = os.environ.get("PEERS_INSTANCE", "")
 
 
-@app.task(name="bench.peers.apps.celery_app.body", bind=True)
+@app.task(name=TASK, bind=True)
 def body(self: Any, job: str) -> None:
     sent = float(getattr(self.request, "peers_sent", 0.0) or 0.0)
     record(job, sent, by=str(getattr(self.request, "peers_beat", "") or ""))

@@ -1,5 +1,6 @@
 """The naive recipe: APScheduler 3's AsyncIOScheduler in the process (as FastAPI's lifespan
-starts it in every worker). The scheduled time is APScheduler's, from its executed event."""
+starts it in every worker), every job on whole seconds. The scheduled time is APScheduler's,
+from its executed event."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import Any
 from apscheduler.events import EVENT_JOB_EXECUTED, JobExecutionEvent
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from bench.peers.apps.record import job_ids, record
+from bench.peers.apps.record import interval, job_ids, record
 
 
 async def body() -> float:
@@ -24,7 +25,7 @@ def recorded(event: JobExecutionEvent) -> None:
 async def main() -> None:
     scheduler = AsyncIOScheduler()
     for job in job_ids():
-        scheduler.add_job(body, "interval", seconds=1, id=job)
+        scheduler.add_job(body, "cron", second=f"*/{interval()}", id=job)
     scheduler.add_listener(recorded, EVENT_JOB_EXECUTED)
     scheduler.start()
     stop: asyncio.Future[Any] = asyncio.get_running_loop().create_future()

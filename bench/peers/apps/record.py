@@ -33,5 +33,14 @@ def _client() -> redis.Redis:
 
 
 def job_ids() -> list[str]:
-    """PEERS_JOBS jobs, each every second."""
+    """PEERS_JOBS jobs, each every ``interval()`` seconds."""
     return [f"peer-{n:03d}" for n in range(int(os.environ.get("PEERS_JOBS", "1")))]
+
+
+def interval() -> int:
+    """PEERS_INTERVAL: every job's interval, whole seconds dividing a minute, so that where a
+    system takes cron fields every job is due on the same whole seconds."""
+    seconds = int(os.environ.get("PEERS_INTERVAL", "1"))
+    if seconds < 1 or 60 % seconds:
+        raise ValueError(f"PEERS_INTERVAL={seconds}: give whole seconds that divide 60")
+    return seconds

@@ -1,11 +1,12 @@
-"""RQ's cron (``rq cron``): every job every second, enqueued for ``rq worker``. The scheduled
-time is the job's enqueue time (RQ passes no other)."""
+"""RQ's cron (``rq cron``): every job every PEERS_INTERVAL seconds (an interval: RQ's cron
+strings have minutes at finest), enqueued for ``rq worker``. The scheduled time is the job's
+enqueue time (RQ passes no other)."""
 
 from __future__ import annotations
 
 from rq import cron, get_current_job
 
-from bench.peers.apps.record import job_ids, record
+from bench.peers.apps.record import interval, job_ids, record
 
 
 def body(job: str) -> None:
@@ -15,4 +16,4 @@ def body(job: str) -> None:
 
 
 for _job in job_ids():
-    cron.register(body, queue_name="default", args=(_job,), interval=1)
+    cron.register(body, queue_name="default", args=(_job,), interval=interval())

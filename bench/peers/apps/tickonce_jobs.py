@@ -1,8 +1,9 @@
-"""tickonce: the same jobs, every second, with the scheduled time tickonce gives the body."""
+"""tickonce: the same jobs, on whole seconds (so that all of them are due together), with the
+scheduled time tickonce gives the body."""
 
 from __future__ import annotations
 
-from bench.peers.apps.record import job_ids, record
+from bench.peers.apps.record import interval, job_ids, record
 from services.core import current_run, job
 
 
@@ -12,4 +13,4 @@ async def _body() -> None:
 
 
 for _job in job_ids():
-    job("interval", seconds=1, id=_job)(_body)
+    job("cron", second=f"*/{interval()}", id=_job)(_body)
