@@ -22,6 +22,7 @@ from bench.peers.machine import debian_packages
 from bench.peers.measure import (
     ColdStarts,
     Failover,
+    Takeover,
     cold_start_exits,
     failover_gap,
     measure_runs,
@@ -62,7 +63,10 @@ def measure_failovers(
     """``args.tries`` tries of each system, going round all systems once per try, the signal
     landing further into the second at each try; ``args.parallel`` tries at a time (each on a
     Redis database of its own): a try is mostly waiting for a takeover."""
-    failovers = [Failover(system, signum.name, args.cap, [None] * args.tries) for system in systems]
+    failovers = [
+        Failover(system, signum.name, args.cap, [Takeover(None, None)] * args.tries)
+        for system in systems
+    ]
     with ThreadPoolExecutor(args.parallel) as pool:
         tries = {
             pool.submit(
@@ -79,7 +83,7 @@ def measure_failovers(
         }
         for done in as_completed(tries):
             failover, n = tries[done]
-            failover.gaps[n] = done.result()
+            failover.tries[n] = done.result()
     return failovers
 
 
@@ -87,11 +91,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--window", type=float, default=30.0, help="s of the 1-job window")
     parser.add_argument(
-        "--burst-window", type=float, default=20.0, help="s of the 100-job one (5-s multiple)"
+        "--burst-window", type=float, default=15.0, help="s of the 100-job one (5-s multiple)"
     )
-    parser.add_argument("--tries", type=int, default=4, help="signals per system and kind")
+    parser.add_argument("--tries", type=int, default=3, help="signals per system and kind")
     parser.add_argument("--cap", type=float, default=60.0, help="longest gap waited for (s)")
-    parser.add_argument("--parallel", type=int, default=2, help="failover tries at a time")
+    parser.add_argument("--parallel", type=int, default=3, help="tries at once")
     parser.add_argument("--only", help="run only the systems whose name is this (a trial run)")
     parser.add_argument("--output", type=Path, default=REPORT)
     args = parser.parse_args()

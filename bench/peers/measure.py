@@ -74,7 +74,15 @@ class Runs:
         return len(self.found)
 
     @property
+    def expected(self) -> int:
+        return round(self.window_s / self.interval) * self.jobs
+
+    @property
     def fire_times(self) -> int:
+        """Fire times that ran. Where the system gives no scheduled time (only when it enqueued
+        a run), fire times cannot be told apart: each run counts, up to the expected number."""
+        if not self.system.gives_scheduled_time:
+            return min(self.runs, self.expected)
         by_job: dict[str, list[float]] = {}
         for entry in self.found:
             by_job.setdefault(entry.job, []).append(entry.scheduled)
@@ -86,7 +94,7 @@ class Runs:
 
     @property
     def missed(self) -> int:
-        return max(0, round(self.window_s / self.interval) * self.jobs - self.fire_times)
+        return max(0, self.expected - self.fire_times)
 
     def lateness_ms(self, q: float) -> float:
         return 1000 * percentile([e.started - e.scheduled for e in self.found], q)
@@ -174,12 +182,30 @@ def measure_runs(
     return Runs(system, 2, jobs, interval, window, found)
 
 
+@dataclass(frozen=True)
+class Takeover:
+    """One try: ``gap`` s from the signal to the first run started by the other instance
+    (None: none within the cap), and how many fire times of the 1-s job before that run had
+    no run at all (None: unknown, no run came)."""
+
+    gap: float | None
+    lost: int | None
+
+
 @dataclass
 class Failover:
     system: System
     signal: str
     cap: float
-    gaps: list[float | None]  # s from the signal to the next run by another; None: > cap
+    tries: list[Takeover]
+
+    @property
+    def gaps(self) -> list[float | None]:
+        return [t.gap for t in self.tries]
+
+    def describe(self, takeover: Takeover) -> str:
+        lost = "" if takeover.lost is None else f" ({takeover.lost} lost)"
+        return self.show(takeover.gap) + lost
 
     def show(self, gap: float | None) -> str:
         return f"> {self.cap:.0f} s" if gap is None else f"{gap:.1f} s"
@@ -194,12 +220,19 @@ class Failover:
         return self.show(None if None in self.gaps else max(g for g in self.gaps if g is not None))
 
 
+def lost_fire_times(found: list[Entry], first: Entry) -> int:
+    """Fire times of a 1-s job with no run between the last one run before ``first`` and
+    ``first`` itself."""
+    before = [entry.scheduled for entry in found if entry.scheduled < first.scheduled - 0.5]
+    return max(0, round(first.scheduled - max(before)) - 1) if before else 0
+
+
 def failover_gap(
     backends: Backends, workdir: Path, system: System, signum: int, offset: float, cap: float
-) -> float | None:
+) -> Takeover:
     """Two instances; every process of the one that ran the last run gets ``signum``, landing
     ``offset`` s after a whole second (every job is due on whole seconds); how long until a run
-    starts by the other instance; None if none within ``cap`` s."""
+    starts by the other instance (none within ``cap`` s: no gap)."""
     with Pair(backends, workdir, system, 1) as pair:
         pair.start()
         pair.first_run()
@@ -211,15 +244,13 @@ def failover_gap(
             pair.processes.signal(name, signum)
         signalled = time.time()
         while time.time() < signalled + cap:
-            after = [
-                entry.started
-                for entry in pair.entries()
-                if entry.started > signalled and entry.by != firing
-            ]
+            found = pair.entries()
+            after = [e for e in found if e.started > signalled and e.by != firing]
             if after:
-                return min(after) - signalled
+                first = min(after, key=lambda entry: entry.started)
+                return Takeover(first.started - signalled, lost_fire_times(found, first))
             time.sleep(0.1)
-        return None
+        return Takeover(None, None)
 
 
 @dataclass

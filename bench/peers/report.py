@@ -21,7 +21,11 @@ SYSTEM_NOTES = [
     "- *tickonce*: two `python -m services.scheduler` processes, a leader and a hot standby (a "
     "lease in Redis with a fencing epoch, a claim per fire, bodies in worker processes); the "
     "scheduled time is `current_run().scheduled_at`. `LEASE_TTL_SECONDS` is its failover knob "
-    "(README: failover after a crash takes about ttl + ttl/10).",
+    "(README: failover after a crash takes about ttl + ttl/10). A leader killed while a body "
+    "runs, or just after, before the body's running slot is given back, leaves that slot held: "
+    "the job's next run waits until it expires, 3 ttl (15 s by default), and the fires meanwhile "
+    "are recorded `skipped: max_instances` (README, Guarantees); a trial kill 10 ms after a fire "
+    "time, while this harness was written, waited 15 s.",
     "- *arq cron*: two `arq` workers; every worker schedules the cron jobs and a job id per fire "
     "time lets only one enqueue it; the scheduled time is the job's score (its defer-until "
     "time). No standby (every worker schedules), so no failover setting.",
@@ -48,8 +52,10 @@ CAVEATS = [
     "scenario and each failover try goes round all systems once, so drift hits them alike.",
     "- Lateness is each body's own start minus the scheduled time its system gives. Where a "
     "system gives none (RQ, Celery: marked †), the time it enqueued or sent the run stands for "
-    "it, so the scheduler's own delay before that is not seen: † figures are lower bounds and "
-    "are left out of the comparisons above.",
+    "it, so the scheduler's own delay before that is not seen: † lateness is a lower bound and "
+    "is left out of the comparisons above. Their runs cannot be told apart by fire time "
+    "either: † duplicates are the runs beyond the fire times in the window and † misses the "
+    "fire times beyond the runs (a duplicate and a miss of the same job cancel out).",
     "- The job bodies do the same thing everywhere (one Redis RPUSH of their record) but run "
     "where each system runs bodies: tickonce in worker processes (a body that blocks cannot "
     "delay firing or the lease), arq and APScheduler on the scheduling event loop, RQ and "
@@ -76,13 +82,24 @@ def command_output(*argv: str) -> str:
     return result.stdout.strip() or "unknown"
 
 
-def gives_scheduled_time(system: System) -> bool:
-    return system.scheduled_from == "scheduled time"
+def dagger(runs: Runs) -> str:
+    return "" if runs.system.gives_scheduled_time else " †"
+
+
+def commit() -> str:
+    """HEAD, and whether the tree had changes not in it."""
+    head = command_output("git", "rev-parse", "--short", "HEAD")
+    status = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=no"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
+    return f"{head} (with uncommitted changes)" if status.stdout.strip() else head
 
 
 def lateness(runs: Runs) -> str:
-    mark = "" if gives_scheduled_time(runs.system) else " †"
-    return f"{runs.lateness_ms(0.5):.0f} / {runs.lateness_ms(0.99):.0f} ms{mark}"
+    return f"{runs.lateness_ms(0.5):.0f} / {runs.lateness_ms(0.99):.0f} ms{dagger(runs)}"
 
 
 def runs_table(rows: list[Runs]) -> list[str]:
@@ -91,8 +108,8 @@ def runs_table(rows: list[Runs]) -> list[str]:
         "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
         *(
             f"| {r.system.title} | {r.system.setting} | "
-            f"{round(r.window_s / r.interval) * r.jobs} | {r.runs} | {r.duplicates} | "
-            f"{r.missed} | {lateness(r)} |"
+            f"{r.expected} | {r.runs} | {r.duplicates}{dagger(r)} | {r.missed}{dagger(r)} | "
+            f"{lateness(r)} |"
             for r in rows
         ),
     ]
@@ -100,11 +117,11 @@ def runs_table(rows: list[Runs]) -> list[str]:
 
 def failover_table(rows: list[Failover]) -> list[str]:
     return [
-        "| system | setting | tries | median | max | each try |",
+        "| system | setting | tries | median | max | each try (fire times lost) |",
         "| --- | --- | ---: | ---: | ---: | --- |",
         *(
-            f"| {f.system.title} | {f.system.setting} | {len(f.gaps)} | {f.median} | "
-            f"{f.worst} | {', '.join(f.show(gap) for gap in f.gaps)} |"
+            f"| {f.system.title} | {f.system.setting} | {len(f.tries)} | {f.median} | "
+            f"{f.worst} | {', '.join(f.describe(t) for t in f.tries)} |"
             for f in rows
         ),
     ]
@@ -142,7 +159,7 @@ def losses(single: list[Runs], burst: list[Runs], failovers: list[Failover]) -> 
         return f"{value:.1f} s"
 
     def honest(rows: list[Runs], q: float) -> list[tuple[System, float]]:
-        return [(r.system, r.lateness_ms(q)) for r in rows if gives_scheduled_time(r.system)]
+        return [(r.system, r.lateness_ms(q)) for r in rows if r.system.gives_scheduled_time]
 
     def correctness(rows: list[Runs]) -> Callable[[System], str]:
         by_label = {r.system.label: r for r in rows}
@@ -210,7 +227,7 @@ def render(
             f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC by `make bench-peers` on one "
             f"machine ({os.cpu_count()} CPUs, Python {platform.python_version()}, "
             f"{redis}, PostgreSQL {postgres}), tickonce at commit "
-            f"{command_output('git', 'rev-parse', '--short', 'HEAD')}; the whole run took "
+            f"{commit()}; the whole run took "
             f"{took / 60:.1f} min. Each system runs in a virtualenv of its own with the pinned "
             "versions below; every job body records its own start and the scheduled time its "
             "system gives.",

@@ -56,6 +56,10 @@ class System:
     staggered: bool = False
 
     @property
+    def gives_scheduled_time(self) -> bool:
+        return self.scheduled_from == "scheduled time"
+
+    @property
     def label(self) -> str:
         return f"{self.title} ({self.setting})"
 
