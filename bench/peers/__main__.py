@@ -13,10 +13,13 @@ from __future__ import annotations
 
 import argparse
 import signal
+import sys
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TypeVar
 
 from bench.peers.machine import debian_packages
 from bench.peers.measure import (
@@ -36,21 +39,35 @@ from tests.support.redis_server import RedisServer
 REPORT = REPO / "bench" / "PEERS.md"
 
 
+T = TypeVar("T")
+
+
+def rounds(
+    systems: list[System], args: argparse.Namespace, trial: Callable[[System, int], T]
+) -> list[list[T]]:
+    """``trial(system, n)`` for ``n`` in ``range(args.tries)``, going round all systems once per
+    try, ``args.parallel`` trials at once (each on a Redis database of its own: a trial is
+    mostly waiting); each system's results in try order."""
+    pool = ThreadPoolExecutor(args.parallel)
+    try:
+        futures = {
+            (index, n): pool.submit(trial, system, n)
+            for n in range(args.tries)
+            for index, system in enumerate(systems)
+        }
+        return [
+            [futures[index, n].result() for n in range(args.tries)] for index in range(len(systems))
+        ]
+    finally:  # stopped or failed: the trials under way end (each bounded), no more start
+        pool.shutdown(cancel_futures=True)
+
+
 def measure_cold_starts(
     backends: Backends, workdir: Path, systems: list[System], args: argparse.Namespace
 ) -> list[ColdStarts]:
     """``args.tries`` times each system, two instances started together on fresh state."""
-    rows = [ColdStarts(system, [False] * args.tries) for system in systems]
-    with ThreadPoolExecutor(args.parallel) as pool:
-        tries = {
-            pool.submit(cold_start_exits, backends, workdir, row.system, 8.0): (row, n)
-            for n in range(args.tries)
-            for row in rows
-        }
-        for done in as_completed(tries):
-            row, n = tries[done]
-            row.exited[n] = done.result()
-    return rows
+    exits = rounds(systems, args, lambda s, _: cold_start_exits(backends, workdir, s, 8.0))
+    return [ColdStarts(system, exited) for system, exited in zip(systems, exits, strict=True)]
 
 
 def measure_failovers(
@@ -60,31 +77,18 @@ def measure_failovers(
     signum: signal.Signals,
     args: argparse.Namespace,
 ) -> list[Failover]:
-    """``args.tries`` tries of each system, going round all systems once per try, the signal
-    landing further into the second at each try; ``args.parallel`` tries at a time (each on a
-    Redis database of its own): a try is mostly waiting for a takeover."""
-    failovers = [
-        Failover(system, signum.name, args.cap, [Takeover(None, None)] * args.tries)
-        for system in systems
+    """``args.tries`` tries of each system, the signal landing further into the second at each
+    try."""
+
+    def trial(system: System, n: int) -> Takeover:
+        offset = 0.01 + n / args.tries
+        return failover_gap(backends, workdir, system, signum, offset, args.cap)
+
+    takeovers = rounds(systems, args, trial)
+    return [
+        Failover(system, signum.name, args.cap, tries)
+        for system, tries in zip(systems, takeovers, strict=True)
     ]
-    with ThreadPoolExecutor(args.parallel) as pool:
-        tries = {
-            pool.submit(
-                failover_gap,
-                backends,
-                workdir,
-                failover.system,
-                signum,
-                0.01 + n / args.tries,
-                args.cap,
-            ): (failover, n)
-            for n in range(args.tries)
-            for failover in failovers
-        }
-        for done in as_completed(tries):
-            failover, n = tries[done]
-            failover.tries[n] = done.result()
-    return failovers
 
 
 def main() -> None:
@@ -99,6 +103,9 @@ def main() -> None:
     parser.add_argument("--only", help="run only the systems whose name is this (a trial run)")
     parser.add_argument("--output", type=Path, default=REPORT)
     args = parser.parse_args()
+    # SIGTERM (a stopped make, a closed terminal) stops it as Ctrl-C does: every process it
+    # started, Redis and PostgreSQL included, is stopped on the way out.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     started = time.monotonic()
     systems = [system for system in SYSTEMS if args.only in (None, system.name)]
     debian_packages("redis-server", "postgresql")
