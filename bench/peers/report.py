@@ -115,6 +115,31 @@ def runs_table(rows: list[Runs]) -> list[str]:
     ]
 
 
+def summary_table(
+    single: list[Runs], burst: list[Runs], cold: list[ColdStarts], failovers: list[Failover]
+) -> list[str]:
+    """One row a system and setting: the figures users ask about first (README copies it)."""
+
+    def failover(system: System, kind: str) -> str:
+        f = next(f for f in failovers if f.system is system and f.signal == kind)
+        return f"{f.median} ({f.worst})"
+
+    return [
+        "| system | setting | 1-s job, 30 s: duplicates / missed | lateness p50 / p99: 1 job; "
+        "100 due together | failover, median (max): SIGKILL; SIGTERM | started together: "
+        "an instance exited |",
+        "| --- | --- | ---: | ---: | ---: | ---: |",
+        *(
+            f"| {one.system.title} | {one.system.setting} | "
+            f"{one.duplicates} / {one.missed}{dagger(one)} | "
+            f"{lateness(one)}; {lateness(many)} | "
+            f"{failover(one.system, 'SIGKILL')}; {failover(one.system, 'SIGTERM')} | "
+            f"{sum(c.exited)} of {len(c.exited)} |"
+            for one, many, c in zip(single, burst, cold, strict=True)
+        ),
+    ]
+
+
 def failover_table(rows: list[Failover]) -> list[str]:
     return [
         "| system | setting | tries | median | max | each try (fire times lost) |",
@@ -234,6 +259,11 @@ def render(
             "",
             "What each system is here, and what the harness sees of it:",
             *SYSTEM_NOTES,
+            "",
+            "## Summary",
+            "The sections below say how each figure was measured.",
+            "",
+            *summary_table(single, burst, cold, failovers),
             "",
             "## Where tickonce loses in this run",
             "Every figure below where another system does better than tickonce with its "

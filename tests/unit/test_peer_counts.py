@@ -3,7 +3,10 @@ which figures count as tickonce losing. No system runs here."""
 
 from __future__ import annotations
 
+import argparse
+
 from bench.peers.measure import (
+    ColdStarts,
     Entry,
     Failover,
     Runs,
@@ -12,7 +15,7 @@ from bench.peers.measure import (
     lost_fire_times,
     percentile,
 )
-from bench.peers.report import losses
+from bench.peers.report import losses, render
 from bench.peers.systems import SYSTEMS, System
 
 
@@ -83,3 +86,22 @@ def test_losses_name_what_beats_tickonce_and_leave_out_enqueue_times() -> None:
     assert not any("lateness" in line and "RQ cron" in line for line in lines)  # † left out
     assert any("SIGKILL" in line and "naive recipe" in line for line in lines)
     assert not any("SIGKILL" in line and "RQ cron" in line for line in lines)  # > cap median
+
+
+def test_the_report_renders_every_section() -> None:
+    entries = [("a", 10.0, 10.05), ("a", 11.0, 11.05), ("a", 12.0, 12.05)]
+    systems = [TICKONCE, NAIVE, RQ]
+    single = [runs(s, entries) for s in systems]
+    burst = [runs(s, entries, interval=5) for s in systems]
+    cold = [ColdStarts(s, [False, True]) for s in systems]
+    failovers = [
+        Failover(s, kind, 60, [Takeover(1.0, 0), Takeover(None, None)])
+        for kind in ("SIGKILL", "SIGTERM")
+        for s in systems
+    ]
+    args = argparse.Namespace(window=30.0, burst_window=15.0, cap=60.0)
+    report = render(single, burst, cold, failovers, args, "15", 60.0)
+    for heading in ("## Summary", "## Where tickonce loses", "## Failover after SIGTERM"):
+        assert heading in report
+    assert "| RQ cron | defaults | 0 / 0 † | 50 / 50 ms †; 50 / 50 ms † |" in report
+    assert "> 60 s" in report and "1 of 2" in report
