@@ -109,8 +109,9 @@ def main() -> None:
     started = time.monotonic()
     systems = [system for system in SYSTEMS if args.only in (None, system.name)]
     debian_packages("redis-server", "postgresql")
-    for system in systems:
-        system.install()
+    # One install a virtualenv (several systems share one), all at once: mostly downloads.
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(System.install, {system.venv: system for system in systems}.values()))
     with tempfile.TemporaryDirectory(prefix="tickonce-peers-") as tmp:
         workdir = Path(tmp)
         backends = Backends(RedisServer(workdir / "redis", extra=Backends.DATABASES), Postgres())
