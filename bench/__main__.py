@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import platform
-import subprocess
 import tempfile
 import time
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bench.api_load import ApiLoad, measure_api
+from bench.host import command_output, redis_version
 from bench.roundtrips import RoundTrips, measure_round_trips
 from bench.runs import (
     Duplicates,
@@ -99,21 +99,6 @@ def main() -> None:
 
 def step(what: str) -> None:
     print(f"==> {what}", flush=True)
-
-
-def command_output(*argv: str) -> str:
-    try:
-        return subprocess.run(argv, capture_output=True, text=True, timeout=30).stdout.strip()
-    except OSError:
-        return "not found"
-
-
-def redis_version() -> str:
-    """``7.0.15`` from ``Redis server v=7.0.15 sha=...``."""
-    for word in command_output("redis-server", "--version").split():
-        if word.startswith("v="):
-            return word.removeprefix("v=")
-    return "unknown"
 
 
 @dataclass

@@ -32,10 +32,10 @@ class Entry:
     by: str
 
 
-def entries(client: redis.Redis, key: str) -> list[Entry]:
+def entries(client: redis.Redis, key: str, start: int = 0) -> list[Entry]:
     return [
         Entry(str(item["job"]), float(item["scheduled"]), float(item["started"]), str(item["by"]))
-        for item in map(json.loads, client.lrange(key, 0, -1))
+        for item in map(json.loads, client.lrange(key, start, -1))
     ]
 
 
@@ -138,7 +138,7 @@ class Pair:
     def first_run(self) -> None:
         deadline = time.monotonic() + START_TIMEOUT
         while not self.client.llen(self.key):
-            exited = [name for name, p in self.processes.started.items() if p.poll() is not None]
+            exited = self.exited()
             if exited or time.monotonic() > deadline:
                 logs = "\n".join(
                     f"--- {name}\n{self.processes.log(name)[-2000:]}"
@@ -148,6 +148,10 @@ class Pair:
                 raise RuntimeError(f"{self.system.label}: no first run ({why})\n{logs}")
             time.sleep(0.1)
 
+    def exited(self) -> list[str]:
+        """The processes that have exited."""
+        return [name for name, p in self.processes.started.items() if p.poll() is not None]
+
     def quiet(self, settle: float = 2.0, cap: float = 30.0) -> None:
         """Wait until no run has started for ``settle`` s (a backlog worked off), at most
         ``cap`` s."""
@@ -155,13 +159,13 @@ class Pair:
         last = time.time()
         while time.monotonic() < deadline:
             time.sleep(0.5)
-            found = self.entries()
-            last = max([last, *(entry.started for entry in found[-200:])])
+            last = max([last, *(entry.started for entry in self.entries(-200))])
             if time.time() - last >= settle:
                 return
 
-    def entries(self) -> list[Entry]:
-        return entries(self.client, self.key)
+    def entries(self, start: int = 0) -> list[Entry]:
+        """What was recorded, from the ``start``-th record (negative: from the end)."""
+        return entries(self.client, self.key, start)
 
 
 def measure_runs(
@@ -211,9 +215,14 @@ class Failover:
         return f"> {self.cap:.0f} s" if gap is None else f"{gap:.1f} s"
 
     @property
+    def median_gap(self) -> float:
+        """The median gap, s; math.inf where it is beyond the cap."""
+        ordered = sorted(math.inf if gap is None else gap for gap in self.gaps)
+        return ordered[len(ordered) // 2]
+
+    @property
     def median(self) -> str:
-        ordered = sorted(self.gaps, key=lambda gap: math.inf if gap is None else gap)
-        return self.show(ordered[len(ordered) // 2])
+        return self.show(None if self.median_gap == math.inf else self.median_gap)
 
     @property
     def worst(self) -> str:
@@ -267,7 +276,7 @@ def cold_start_exits(backends: Backends, workdir: Path, system: System, grace: f
         pair.start()
         deadline = time.monotonic() + grace
         while time.monotonic() < deadline:
-            if any(p.poll() is not None for p in pair.processes.started.values()):
+            if pair.exited():
                 return True
             time.sleep(0.1)
         return False

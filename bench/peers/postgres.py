@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import glob
 import os
-import pwd
 import shutil
 import subprocess
 import tempfile
@@ -46,9 +45,8 @@ class Postgres:
         return "postgres" if os.geteuid() == 0 else None
 
     def start(self) -> Postgres:
-        if os.geteuid() == 0:
-            owner = pwd.getpwnam("postgres")
-            shutil.chown(self.workdir, owner.pw_uid, owner.pw_gid)
+        if self._owner:
+            shutil.chown(self.workdir, self._owner, self._owner)
         initdb = subprocess.run(
             [str(self.bindir / "initdb"), "-D", str(self.data), "-U", "postgres", "--auth=trust"],
             capture_output=True,

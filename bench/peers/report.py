@@ -6,13 +6,12 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import subprocess
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 
+from bench.host import command_output, redis_version
 from bench.peers.measure import ColdStarts, Failover, Runs
 from bench.peers.systems import System
-from tests.support.processes import REPO
 
 SYSTEM_NOTES = [
     "- *naive recipe*: APScheduler 3's AsyncIOScheduler started in every process (what "
@@ -74,45 +73,56 @@ CAVEATS = [
 ]
 
 
-def command_output(*argv: str) -> str:
-    try:
-        result = subprocess.run(argv, capture_output=True, text=True, cwd=REPO, timeout=10)
-    except OSError:
-        return "unknown"
-    return result.stdout.strip() or "unknown"
-
-
 def dagger(runs: Runs) -> str:
     return "" if runs.system.gives_scheduled_time else " †"
 
 
 def commit() -> str:
     """HEAD, and whether the tree had changes not in it."""
-    head = command_output("git", "rev-parse", "--short", "HEAD")
-    status = subprocess.run(
-        ["git", "status", "--porcelain", "--untracked-files=no"],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-    )
-    return f"{head} (with uncommitted changes)" if status.stdout.strip() else head
+    head = command_output("git", "rev-parse", "--short", "HEAD") or "unknown"
+    changed = command_output("git", "status", "--porcelain", "--untracked-files=no")
+    return f"{head} (with uncommitted changes)" if changed else head
 
 
 def lateness(runs: Runs) -> str:
     return f"{runs.lateness_ms(0.5):.0f} / {runs.lateness_ms(0.99):.0f} ms{dagger(runs)}"
 
 
-def runs_table(rows: list[Runs]) -> list[str]:
+def table(
+    columns: Sequence[str], rows: Iterable[tuple[System, Sequence[object]]], *, notes: bool = False
+) -> list[str]:
+    """A Markdown table, a row a system and setting: their names, then ``columns`` of figures
+    (right-aligned; with ``notes`` the last column is words, left-aligned)."""
+    aligns = ["---:"] * len(columns)
+    if notes:
+        aligns[-1] = "---"
     return [
-        "| system | setting | fire times | runs | duplicates | missed | lateness p50 / p99 |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
+        "| " + " | ".join(["system", "setting", *columns]) + " |",
+        "| " + " | ".join(["---", "---", *aligns]) + " |",
         *(
-            f"| {r.system.title} | {r.system.setting} | "
-            f"{r.expected} | {r.runs} | {r.duplicates}{dagger(r)} | {r.missed}{dagger(r)} | "
-            f"{lateness(r)} |"
-            for r in rows
+            "| " + " | ".join([system.title, system.setting, *map(str, cells)]) + " |"
+            for system, cells in rows
         ),
     ]
+
+
+def runs_table(rows: list[Runs]) -> list[str]:
+    return table(
+        ["fire times", "runs", "duplicates", "missed", "lateness p50 / p99"],
+        (
+            (
+                r.system,
+                [
+                    r.expected,
+                    r.runs,
+                    f"{r.duplicates}{dagger(r)}",
+                    f"{r.missed}{dagger(r)}",
+                    lateness(r),
+                ],
+            )
+            for r in rows
+        ),
+    )
 
 
 def summary_table(
@@ -124,32 +134,41 @@ def summary_table(
         f = next(f for f in failovers if f.system is system and f.signal == kind)
         return f"{f.median} ({f.worst})"
 
-    return [
-        "| system | setting | 1-s job, 30 s: duplicates / missed | lateness p50 / p99: 1 job; "
-        "100 due together | failover, median (max): SIGKILL; SIGTERM | started together: "
-        "an instance exited |",
-        "| --- | --- | ---: | ---: | ---: | ---: |",
-        *(
-            f"| {one.system.title} | {one.system.setting} | "
-            f"{one.duplicates} / {one.missed}{dagger(one)} | "
-            f"{lateness(one)}; {lateness(many)} | "
-            f"{failover(one.system, 'SIGKILL')}; {failover(one.system, 'SIGTERM')} | "
-            f"{sum(c.exited)} of {len(c.exited)} |"
+    return table(
+        [
+            "1-s job, 30 s: duplicates / missed",
+            "lateness p50 / p99: 1 job; 100 due together",
+            "failover, median (max): SIGKILL; SIGTERM",
+            "started together: an instance exited",
+        ],
+        (
+            (
+                one.system,
+                [
+                    f"{one.duplicates} / {one.missed}{dagger(one)}",
+                    f"{lateness(one)}; {lateness(many)}",
+                    f"{failover(one.system, 'SIGKILL')}; {failover(one.system, 'SIGTERM')}",
+                    exits(c),
+                ],
+            )
             for one, many, c in zip(single, burst, cold, strict=True)
         ),
-    ]
+    )
 
 
 def failover_table(rows: list[Failover]) -> list[str]:
-    return [
-        "| system | setting | tries | median | max | each try (fire times lost) |",
-        "| --- | --- | ---: | ---: | ---: | --- |",
-        *(
-            f"| {f.system.title} | {f.system.setting} | {len(f.tries)} | {f.median} | "
-            f"{f.worst} | {', '.join(f.describe(t) for t in f.tries)} |"
+    return table(
+        ["tries", "median", "max", "each try (fire times lost)"],
+        (
+            (f.system, [len(f.tries), f.median, f.worst, ", ".join(map(f.describe, f.tries))])
             for f in rows
         ),
-    ]
+        notes=True,
+    )
+
+
+def exits(cold: ColdStarts) -> str:
+    return f"{sum(cold.exited)} of {len(cold.exited)}"
 
 
 def beaten(
@@ -198,10 +217,6 @@ def losses(single: list[Runs], burst: list[Runs], failovers: list[Failover]) -> 
 
         return excuse
 
-    def median_gap(f: Failover) -> float:
-        known = sorted(g if g is not None else f.cap * 10 for g in f.gaps)
-        return known[len(known) // 2]
-
     no_standby = {"naive", "arq", "rq"}
 
     def count(value: float) -> str:
@@ -218,7 +233,7 @@ def losses(single: list[Runs], burst: list[Runs], failovers: list[Failover]) -> 
         *beaten("100 jobs due together, lateness p99", honest(burst, 0.99), ms, correctness(burst)),
     ]
     for kind in ("SIGKILL", "SIGTERM"):
-        rows = [(f.system, median_gap(f)) for f in failovers if f.signal == kind]
+        rows = [(f.system, f.median_gap) for f in failovers if f.signal == kind]
         lines += beaten(
             f"failover after {kind}, median gap",
             rows,
@@ -244,7 +259,7 @@ def render(
     kill = [f for f in failovers if f.signal == "SIGKILL"]
     term = [f for f in failovers if f.signal == "SIGTERM"]
     versions = dict.fromkeys((r.system.title, r.system.versions) for r in single)
-    redis = command_output("redis-server", "--version").split(" sha=")[0]
+    redis = f"Redis server v={redis_version()}"
     return "\n".join(
         [
             "# tickonce and its alternatives",
@@ -292,12 +307,9 @@ def render(
             "other measurement here starts APScheduler 4's second instance once the first has "
             "run a job.",
             "",
-            "| system | setting | tries | an instance exited |",
-            "| --- | --- | ---: | ---: |",
-            *(
-                f"| {c.system.title} | {c.system.setting} | {len(c.exited)} | "
-                f"{sum(c.exited)} of {len(c.exited)} |"
-                for c in cold
+            *table(
+                ["tries", "an instance exited"],
+                ((c.system, [len(c.exited), exits(c)]) for c in cold),
             ),
             "",
             "## Failover after SIGKILL",
