@@ -125,6 +125,14 @@ def client(redis_server: RedisServer) -> Iterator[redis.Redis]:
 
 
 @pytest.fixture
+def raw_client(redis_server: RedisServer) -> Iterator[redis.Redis]:
+    """Bytes replies, as the job store's client has them (its values are pickles)."""
+    connection = redis.Redis.from_url(redis_server.url)
+    yield connection
+    connection.close()
+
+
+@pytest.fixture
 def processes(tmp_path: Path, prefix: str) -> Iterator[Processes]:
     procs = Processes(
         tmp_path,

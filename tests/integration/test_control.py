@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -10,11 +12,18 @@ from typing import Any, cast
 
 import pytest
 import redis
+from apscheduler.job import Job
 from fastapi.testclient import TestClient
 
 from services.api.main import create_app
 from services.core.command_channel import Command, Outcome
+from services.core.control import Control
+from services.core.fencing import LeaderTerm, NotLeaderError
+from services.core.firing.jobstore import FencedRedisJobStore
+from services.core.firing.scheduler import LeaderScheduler
 from services.core.keys import Keys
+from services.core.registry import Registry
+from services.core.retention import JobRetention
 from services.core.settings import Settings
 from tests.support.control_jobs import greetings_key
 from tests.support.processes import wait_until
@@ -333,3 +342,66 @@ def test_patch_sets_catch_up_and_timeout(http: TestClient) -> None:
     assert "coalesce" not in job and "overlap" not in job, "one spelling per option"
     cleared = http.patch("/jobs/greet", json={"timeout": None, "catch_up": "all"}, headers=AUTH)
     assert (cleared.json()["catch_up"], cleared.json()["timeout"]) == ("all", None)
+
+
+class IdlePath:
+    """The fire path of a leader started paused, which never fires (not under test here)."""
+
+    def wakeup(self, now: datetime) -> datetime | None:
+        return None
+
+    def end_wakeup(self) -> None: ...
+
+    def run_now(self, job: Job, command_id: str, requested_at: datetime) -> str:
+        raise AssertionError("no run may start once the term is over")
+
+
+def tick() -> None: ...
+
+
+@pytest.mark.parametrize(
+    ("op", "payload"),
+    [
+        ("pause", None),
+        ("run", None),
+        ("update", {"name": "renamed"}),
+        ("delete", None),
+        ("create", {"id": "new", "task": "tick", "trigger": {"type": "interval", "seconds": 5}}),
+    ],
+)
+async def test_a_command_applied_as_the_term_ends_is_left_to_the_next_leader(
+    raw_client: redis.Redis, prefix: str, op: str, payload: dict[str, Any] | None
+) -> None:
+    """A term can end while a command is applied in its thread: the leader fences itself and
+    shuts its scheduler down, and the command then looks the job up (or adds it). It must stay
+    pending for the next leader, not be answered as if this leader had seen the store."""
+    keys = Keys(prefix)
+    registry = Registry()
+    registry.job("interval", id="tick", seconds=60)(tick)
+    term = LeaderTerm(int(raw_client.incr(keys.epoch)), float("inf"), time.monotonic)
+    scheduler = LeaderScheduler(
+        path=IdlePath(),
+        on_not_leader=lambda reason: None,
+        retry_seconds=0.1,
+        jobstores={"default": FencedRedisJobStore(raw_client, keys, term)},
+    )
+    scheduler.start(paused=True)
+    scheduler.add_job(tick, "interval", seconds=60, id="made-by-api")
+    stored = raw_client.hgetall(keys.jobs)
+    control = Control(scheduler, registry, JobRetention(raw_client, keys, 60.0))
+
+    term.end()  # as the leader fences itself
+    scheduler.shutdown(wait=False)
+    at = datetime.now(UTC)
+    change = Command(
+        id=uuid.uuid4().hex,
+        op=op,
+        job_id=str((payload or {}).get("id", "made-by-api")),
+        payload=payload or {},
+        created_at=at,
+        deadline=at + timedelta(minutes=1),
+    )
+    with pytest.raises(NotLeaderError):
+        outcome = await asyncio.to_thread(control.apply, change)
+        pytest.fail(f"{op} after the term ended was answered: {outcome}")
+    assert raw_client.hgetall(keys.jobs) == stored, "the job store is as it was"

@@ -3,17 +3,26 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import contextlib
+import os
+import signal
+import socket
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import cast
 
 import pytest
 import redis
 
 from services.core.contender import Contender
+from services.core.keys import Keys
 from services.core.registry import Registry
 from services.core.settings import Settings
+from tests.support.cluster import leader_pid, pid_of
 from tests.support.ledger_checks import read_evidence
-from tests.support.redis_server import RedisServer
+from tests.support.processes import Processes, wait_until
+from tests.support.redis_server import RedisServer, free_port
 from tests.support.timeline_jobs import endless, events, slow
 
 
@@ -48,3 +57,66 @@ async def test_stop_releases_the_lease_first_and_lets_the_running_job_finish(
     assert [(run.status, run.reason) for run in endless_runs] == [("failed", "cancelled")], (
         "a job still running when the grace period ends is cancelled and recorded"
     )
+
+
+@contextlib.contextmanager
+def request_in_progress(port: int) -> Iterator[None]:
+    """A request whose body is still being sent: uvicorn keeps the worker serving it after a
+    SIGTERM, and the app's lifespan (which stops the contender) ends only after that."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as request:
+        request.sendall(
+            b"POST /jobs HTTP/1.1\r\nHost: web\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 100\r\n\r\n{"
+        )
+        time.sleep(0.5)
+        yield
+
+
+def web_worker(client: redis.Redis, prefix: str, scheduler_pid: int) -> int:
+    members = cast(list[str], client.zrange(Keys(prefix).members, 0, -1))
+    [worker] = [pid_of(member) for member in members if pid_of(member) != scheduler_pid]
+    return worker
+
+
+def test_a_web_worker_that_is_stopping_takes_no_lease_while_it_serves_its_last_requests(
+    redis_server: RedisServer, client: redis.Redis, processes: Processes, prefix: str
+) -> None:
+    """A leader about to go would fire, hand over again moments later, and leave its bodies
+    running past its own end: from its SIGTERM on, a worker takes no lease."""
+    env = {"REDIS_URL": redis_server.url, "LEASE_TTL_SECONDS": "1"}
+    scheduler = processes.scheduler("scheduler", **env)
+    wait_until(lambda: leader_pid(client, prefix) == scheduler.pid, 30, "the scheduler leading")
+    port = free_port()
+    processes.gunicorn("web", port, workers=1, SCHEDULER_MODE="embedded", **env)
+    wait_until(lambda: client.zcard(Keys(prefix).members) >= 2, 60, "the web worker contending")
+    worker = web_worker(client, prefix, scheduler.pid)
+    with request_in_progress(port):
+        processes.signal("web", signal.SIGTERM)
+        time.sleep(1)
+        assert os.path.exists(f"/proc/{worker}"), "the worker serves its request meanwhile"
+        assert processes.terminate("scheduler") == 0
+        holders = set()
+        until = time.monotonic() + 4  # the lease is free: 4 ttl for anyone to take it
+        while time.monotonic() < until:
+            holders.add(leader_pid(client, prefix))
+            time.sleep(0.05)
+        assert worker not in holders, "the stopping worker took the lease"
+    assert processes.started["web"].wait(timeout=30) == 0
+
+
+def test_a_leading_web_worker_hands_over_at_its_sigterm_not_after_its_last_requests(
+    redis_server: RedisServer, client: redis.Redis, processes: Processes, prefix: str
+) -> None:
+    env = {"REDIS_URL": redis_server.url, "LEASE_TTL_SECONDS": "1"}
+    port = free_port()
+    processes.gunicorn("web", port, workers=1, SCHEDULER_MODE="embedded", **env)
+    wait_until(lambda: leader_pid(client, prefix), 60, "the web worker leading")
+    scheduler = processes.scheduler("scheduler", **env)
+    wait_until(lambda: client.zcard(Keys(prefix).members) >= 2, 30, "a standby")
+    worker = web_worker(client, prefix, scheduler.pid)
+    with request_in_progress(port):
+        processes.signal("web", signal.SIGTERM)
+        wait_until(lambda: leader_pid(client, prefix) == scheduler.pid, 5, "the standby leading")
+        assert os.path.exists(f"/proc/{worker}"), "the worker still serves its request"
+    assert processes.started["web"].wait(timeout=30) == 0
+    assert processes.terminate("scheduler") == 0

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC
 
 import pytest
@@ -14,25 +13,17 @@ from services.core.firing.jobstore import FencedRedisJobStore
 from services.core.keys import Keys
 from services.core.registry import Registry
 from services.core.registry_sync import sync_registered_jobs
-from tests.support.redis_server import RedisServer
 
 
 def work() -> None: ...
 
 
-@pytest.fixture
-def raw(redis_server: RedisServer) -> Iterator[redis.Redis]:
-    connection = redis.Redis.from_url(redis_server.url)
-    yield connection
-    connection.close()
-
-
-def leader(raw: redis.Redis, keys: Keys) -> BackgroundScheduler:
+def leader(raw_client: redis.Redis, keys: Keys) -> BackgroundScheduler:
     """A new leader's scheduler on the fenced store (started paused: nothing fires)."""
-    epoch = int(raw.incr(keys.epoch))
+    epoch = int(raw_client.incr(keys.epoch))
     scheduler = BackgroundScheduler(timezone=UTC)
     scheduler.add_jobstore(
-        FencedRedisJobStore(raw, keys, LeaderTerm(epoch, float("inf"), lambda: 0.0))
+        FencedRedisJobStore(raw_client, keys, LeaderTerm(epoch, float("inf"), lambda: 0.0))
     )
     scheduler.start(paused=True)
     return scheduler
@@ -45,46 +36,50 @@ def registry(**intervals: int) -> Registry:
     return jobs
 
 
-def test_resync_keeps_state_and_applies_changed_definitions(raw: redis.Redis, prefix: str) -> None:
+def test_resync_keeps_state_and_applies_changed_definitions(
+    raw_client: redis.Redis, prefix: str
+) -> None:
     keys = Keys(prefix)
-    first = leader(raw, keys)
-    sync_registered_jobs(first, registry(a=5, b=7), raw, keys)
+    first = leader(raw_client, keys)
+    sync_registered_jobs(first, registry(a=5, b=7), raw_client, keys)
     first.pause_job("a")
     b_next = first.get_job("b").next_run_time
     first.shutdown(wait=False)
 
-    same = leader(raw, keys)
-    sync_registered_jobs(same, registry(a=5, b=7), raw, keys)
+    same = leader(raw_client, keys)
+    sync_registered_jobs(same, registry(a=5, b=7), raw_client, keys)
     assert same.get_job("a").next_run_time is None, "a paused job stays paused"
     assert same.get_job("b").next_run_time == b_next, "an unchanged job keeps its next run"
     same.shutdown(wait=False)
 
-    changed = leader(raw, keys)
-    sync_registered_jobs(changed, registry(a=9), raw, keys)
+    changed = leader(raw_client, keys)
+    sync_registered_jobs(changed, registry(a=9), raw_client, keys)
     job_a = changed.get_job("a")
     assert str(job_a.trigger) == "interval[0:00:09]", "a changed definition gets its trigger"
     assert job_a.next_run_time is None, "and stays paused"
     assert changed.get_job("b") is None, "a job removed from code leaves the schedule"
-    assert raw.hkeys(keys.definitions) == [b"a"]
+    assert raw_client.hkeys(keys.definitions) == [b"a"]
     changed.shutdown(wait=False)
 
 
-def test_a_sync_after_leadership_ended_records_nothing(raw: redis.Redis, prefix: str) -> None:
+def test_a_sync_after_leadership_ended_records_nothing(
+    raw_client: redis.Redis, prefix: str
+) -> None:
     """A leader fenced during its sync (a shard handed over, a lease lost) has a stopped
     scheduler, which queues an added job instead of storing it. The sync must not record the
     definition as synced (the next leader would never add the job) nor forget a job it could
     not remove."""
     keys = Keys(prefix)
-    first = leader(raw, keys)
-    sync_registered_jobs(first, registry(old=5), raw, keys)
+    first = leader(raw_client, keys)
+    sync_registered_jobs(first, registry(old=5), raw_client, keys)
     first.shutdown(wait=False)  # leadership ended; the sync thread goes on
 
     with pytest.raises(NotLeaderError):
-        sync_registered_jobs(first, registry(new=5), raw, keys)
-    assert raw.hkeys(keys.definitions) == [b"old"], "nothing recorded, nothing forgotten"
+        sync_registered_jobs(first, registry(new=5), raw_client, keys)
+    assert raw_client.hkeys(keys.definitions) == [b"old"], "nothing recorded, nothing forgotten"
 
-    successor = leader(raw, keys)
-    sync_registered_jobs(successor, registry(new=5), raw, keys)
+    successor = leader(raw_client, keys)
+    sync_registered_jobs(successor, registry(new=5), raw_client, keys)
     assert successor.get_job("new") is not None, "the next leader adds the job"
     assert successor.get_job("old") is None, "and removes the one no code defines"
     successor.shutdown(wait=False)

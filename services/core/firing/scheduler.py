@@ -51,6 +51,11 @@ class LeaderScheduler(AsyncIOScheduler):  # type: ignore[misc]
 
     In APScheduler 3.x an exception escaping a wakeup (say, Redis failing while a job's next
     run time is written) ends its timer for good; here it schedules a retry instead.
+
+    Once shut down (its term is over) every job lookup or change raises NotLeaderError. A
+    stopped APScheduler touches no store: it would find no job and keep an added one in memory,
+    so a command applied as the term ends would be answered "not found" for a job that exists,
+    or "created" for one never stored. Raised, the command stays for the next leader.
     """
 
     def __init__(
@@ -71,6 +76,7 @@ class LeaderScheduler(AsyncIOScheduler):  # type: ignore[misc]
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tickonce-firing")
         self._firing: asyncio.Future[float | None] | None = None
         self._woken_meanwhile = False
+        self._ended = False
 
     def wakeup(self) -> None:
         """Wake up now (from any thread): jobs changed, or the timer went off."""
@@ -102,6 +108,7 @@ class LeaderScheduler(AsyncIOScheduler):  # type: ignore[misc]
         this would wait for it)."""
         if not self.running:
             raise SchedulerNotRunningError
+        self._ended = True  # not under the job store lock: a wakeup may hold it (see below)
         self._stop_timer()
         self._eventloop = None  # no wakeup starts from here on
         self._thread.submit(BaseScheduler.shutdown, self, wait)
@@ -110,7 +117,37 @@ class LeaderScheduler(AsyncIOScheduler):  # type: ignore[misc]
     def run_now(self, job: Job, command_id: str, requested_at: datetime) -> str:
         """Run ``job`` once now (a run-now command): apart from wakeups and job changes."""
         with self._jobstores_lock:
+            self._require_leading()
             return self._path.run_now(job, command_id, requested_at)
+
+    # -- job changes and lookups: none once the term is over -------------------------------
+
+    def _require_leading(self) -> None:
+        if self._ended:
+            raise NotLeaderError("the leader's scheduler has stopped: its term is over")
+
+    def add_job(self, *args: Any, **kwargs: Any) -> Job:
+        with self._jobstores_lock:
+            self._require_leading()
+            return super().add_job(*args, **kwargs)
+
+    def remove_job(self, job_id: str, jobstore: str | None = None) -> None:
+        with self._jobstores_lock:
+            self._require_leading()
+            super().remove_job(job_id, jobstore)
+
+    def get_jobs(self, jobstore: str | None = None, pending: bool | None = None) -> list[Job]:
+        with self._jobstores_lock:
+            self._require_leading()
+            jobs: list[Job] = super().get_jobs(jobstore, pending)
+            return jobs
+
+    def _lookup_job(self, job_id: str, jobstore_alias: str | None) -> tuple[Job, str | None]:
+        """Behind get_job, modify_job, pause_job, resume_job and reschedule_job."""
+        with self._jobstores_lock:
+            self._require_leading()
+            found: tuple[Job, str | None] = super()._lookup_job(job_id, jobstore_alias)
+            return found
 
     def _process_jobs(self) -> float | None:
         """One wakeup, in the firing thread; never raises. The wait until the next one. (A
