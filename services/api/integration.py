@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, ExitStack, asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
@@ -24,6 +24,7 @@ from services.api.state import ApiState
 from services.core.contender import Contender
 from services.core.registry import load_job_modules, registry
 from services.core.settings import Settings, get_settings
+from services.core.stop_signals import on_stop_signals
 
 
 def include_tickonce(
@@ -58,14 +59,17 @@ def _with_tickonce(inner: Lifespan, settings: Settings) -> Lifespan:
         state = ApiState(settings)
         app.state.tickonce = state
         contender = None
+        signals = ExitStack()
         if settings.scheduler_mode == "embedded":
             contender = Contender(settings, registry, mode="embedded")
             contending = asyncio.create_task(contender.run())
+            signals.enter_context(on_stop_signals(contender.retire))
         try:
             context: AbstractAsyncContextManager[Any] = inner(app)
             async with context as app_state:
                 yield app_state
         finally:
+            signals.close()
             if contender is not None:
                 await contender.stop()
                 await contending

@@ -55,6 +55,7 @@ class Contender:
             ),
         )
         self._stopping = asyncio.Event()
+        self._retiring = False  # the process is stopping: take no lease, give up those held
         self._watch = RedisWatch()
         self.shards = [
             Shard(
@@ -136,7 +137,10 @@ class Contender:
                 self._published = False
                 raise
         for shard in self.shards:
-            if not shard.contending and self._may_take(shard.number, now):
+            if self._retiring:
+                if shard.contending:
+                    await shard.hand_over("the process is stopping")
+            elif not shard.contending and self._may_take(shard.number, now):
                 await shard.try_acquire()
         if now - self._last_beat >= self.settings.renew_interval:
             led = {shard.number: shard.epoch for shard in self.shards if shard.is_leader}
@@ -180,6 +184,12 @@ class Contender:
         for shard in led[-((len(led) - fewest) // 2) :]:
             self._handed_over[shard.number] = now
             await shard.hand_over("handing over to a contender with fewer shards")
+
+    def retire(self) -> None:
+        """The process is stopping (its server got SIGTERM; ``stop()`` follows later): from the
+        next pass on, take no lease and hand over those held. Running bodies finish as they
+        would. Safe from a signal handler or any thread: it only sets a flag."""
+        self._retiring = True
 
     def definitions_changed(self) -> None:
         """This process's code defines other jobs now (a job added or removed at run time):

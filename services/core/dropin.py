@@ -23,6 +23,7 @@ import threading
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 from typing import Any, TypeVar
@@ -45,6 +46,7 @@ from services.core.reads import JobView, job_page, read_job
 from services.core.registry import DEFAULTS, JobDefinitionError, JobSpec, registry
 from services.core.schedules import JobUpdate
 from services.core.settings import Settings, get_settings
+from services.core.stop_signals import on_stop_signals
 
 logger = logging.getLogger("tickonce.dropin")
 
@@ -192,6 +194,7 @@ class AsyncIOScheduler:
         self._job_defaults = {**DEFAULTS, **defaults}
         self._settings = settings
         self._engine: _Engine | None = None
+        self._signals = ExitStack()
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -216,6 +219,8 @@ class AsyncIOScheduler:
             return
         settings = self._settings or get_settings()
         self._engine = _Engine(settings)
+        # Started from a server's lifespan: stop contending at its SIGTERM, not at its end.
+        self._signals.enter_context(on_stop_signals(self._engine.contender.retire))
 
     def shutdown(self, wait: bool = True) -> None:
         """Stop contending: a leader hands the lease over at once; with ``wait``, return once
@@ -223,6 +228,7 @@ class AsyncIOScheduler:
         if self._engine is None:
             raise SchedulerNotRunningError
         engine, self._engine = self._engine, None
+        self._signals.close()
         engine.stop(wait=wait)
 
     # -- definitions ----------------------------------------------------------------------------

@@ -5,6 +5,8 @@ errors are APScheduler's (JobLookupError) or say what is wrong."""
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -13,6 +15,7 @@ import redis
 from apscheduler.jobstores.base import JobLookupError
 
 from services.core import AsyncIOScheduler, ScheduledJob
+from services.core.keys import Keys
 from services.core.registry import registry
 from services.core.settings import Settings
 from tests.support.dropin_jobs import report
@@ -79,3 +82,29 @@ def test_changes_go_through_the_leader_and_return_the_job_as_it_is(
     scheduler.remove_job(JOB)
     assert registry.get(JOB) is None, "this process no longer defines it"
     wait_until(lambda: scheduler.get_job(JOB) is None, 30, "the leader removing the job")
+
+
+def test_a_sigterm_to_the_server_hands_the_lease_over_before_shutdown_is_called(
+    scheduler: AsyncIOScheduler, client: redis.Redis, prefix: str
+) -> None:
+    """Started from a server's lifespan (in its main thread, where the server's own SIGTERM
+    handler is set), the drop-in hears the signal: it hands its lease over at once, and the
+    server's handler still runs (the server goes on to drain its requests, then ends the
+    lifespan, which calls shutdown)."""
+    heard: list[int] = []
+
+    def server(signum: int, frame: object) -> None:
+        heard.append(signum)
+
+    before = signal.signal(signal.SIGTERM, server)
+    try:
+        scheduler.start()
+        wait_until(lambda: client.get(Keys(prefix).lease), 20, "this process leading")
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert heard == [signal.SIGTERM], "the server's own handler runs"
+        wait_until(lambda: not client.get(Keys(prefix).lease), 10, "the lease handed over")
+        assert scheduler.running, "shutdown is still the lifespan's to call"
+        scheduler.shutdown()
+        assert signal.getsignal(signal.SIGTERM) is server, "the server's handler is back"
+    finally:
+        signal.signal(signal.SIGTERM, before)

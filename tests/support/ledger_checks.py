@@ -146,4 +146,10 @@ def assert_exactly_once(
     after_loss = {*(f"failed:{reason}" for reason in CUT_OFF), "skipped:max_instances (1) reached"}
     allowed = {"succeeded:", *(after_loss if allow_lost else set())}
     unexpected = [e for e in expected if f"{e.status}:{e.reason}" not in allowed]
-    assert not unexpected, f"unexpected outcomes: {statuses}; first: {unexpected[0]}"
+    if unexpected:
+        by_time = sorted(evidence.ledger, key=lambda e: e.scheduled_at)
+        at = by_time.index(unexpected[0])
+        around = "\n".join(f"  {e}" for e in by_time[max(at - 2, 0) : at + 2])
+        raise AssertionError(
+            f"unexpected outcomes: {statuses}; the first, and around it:\n{around}"
+        )
