@@ -15,7 +15,7 @@ import contextlib
 import logging
 from typing import Literal
 
-from services.core.bodies import BodyPool
+from services.core.bodies.pool import BodyPool
 from services.core.connection import REDIS_ERRORS, async_redis, runner_id, text
 from services.core.keys import Keys
 from services.core.layout import check_layout

@@ -17,7 +17,7 @@ from datetime import timedelta
 import redis
 import redis.asyncio as aioredis
 
-from services.core.bodies import BodyPool
+from services.core.bodies.pool import BodyPool
 from services.core.command_channel import CommandConsumer
 from services.core.connection import REDIS_ERRORS, sync_redis
 from services.core.control import Control

@@ -4,11 +4,15 @@ jobs): a body queued behind a finished one does not wait for the loop to read th
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import time
 from datetime import UTC, datetime
 
-from services.core.bodies import BodyPool, BodyRef
+from services.core.bodies.pool import BodyPool
+from services.core.bodies.worker import BodyRef
 from services.core.registry import RunContext
+from tests.support.processes import REPO
 
 NOOP = BodyRef("tests.support.pool_bodies", "noop")
 
@@ -58,3 +62,45 @@ async def test_ends_read_early_are_not_read_again_when_the_loop_gets_to_them() -
             assert {end.status for end in ends} == {"succeeded"}
     finally:
         await pool.close()
+
+
+# A process starting its pool, SIGTERMed with its whole group (systemd, ``kill -TERM -pgid``,
+# a test's killpg) while the fork server is still importing what it preloads.
+STARTING_POOL = """
+import asyncio, contextlib, multiprocessing.forkserver as forkserver, os, signal, threading, time
+from datetime import UTC, datetime
+from services.core.bodies.pool import BodyPool
+from services.core.bodies.worker import BodyRef
+from services.core.registry import RunContext
+
+async def main():
+    pool = BodyPool(1, stop_grace=1)
+
+    def terminate_it_as_it_starts():  # the first fork server: the group's SIGTERM reaches it once
+        while (server := forkserver._forkserver._forkserver_pid) is None:
+            time.sleep(0.001)
+        for _ in range(50):  # from its start to well into its preloads
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(server, signal.SIGTERM)
+            time.sleep(0.01)
+
+    threading.Thread(target=terminate_it_as_it_starts, daemon=True).start()
+    run = pool.submit(BodyRef("tests.support.pool_bodies", "noop"), {},
+                      RunContext("pooled", datetime.now(UTC), 1, "test-runner"))
+    end = await asyncio.wait_for(run.ended, 30)
+    print(end.status)
+    await pool.close()
+
+asyncio.run(main())
+"""
+
+
+def test_a_sigterm_while_the_fork_server_starts_does_not_end_it() -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", STARTING_POOL],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.stdout.strip() == "succeeded", done.stderr[-2000:]

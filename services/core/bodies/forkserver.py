@@ -7,8 +7,12 @@ from __future__ import annotations
 
 import signal
 
-from services.core.bodies.worker import die_with_parent, mark_body_process
-
+# First: the imports below (and the job modules preloaded after this one) take a while, and a
+# SIGTERM meanwhile would end the server before it forked its first worker (pool.py starts it
+# again if one came even before this line).
 signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+from services.core.bodies.worker import die_with_parent, mark_body_process  # noqa: E402
+
 die_with_parent()
 mark_body_process()

@@ -18,6 +18,7 @@ import os
 import pickle
 import signal
 import sys
+import time
 from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -29,6 +30,9 @@ from services.core.bodies.worker import BodyEnd, BodyRef, from_micros, serve, to
 from services.core.registry import RunContext
 
 logger = logging.getLogger("tickonce.runs")
+
+# Tries to start a worker while its fork server is being ended by a SIGTERM as it starts.
+FORK_SERVER_STARTS = 20
 
 # Imported once by the fork server, so every worker starts with them.
 _PRELOAD = ["services.core.bodies.forkserver", "services.core.bodies.worker"]
@@ -179,13 +183,23 @@ class BodyPool:
     def _spawn(self) -> _Worker:
         parent, child = self._context.Pipe()
         number = next(self._numbers)
-        process = self._context.Process(
-            target=serve,
-            args=(child, dict(os.environ), list(sys.path)),
-            name=f"tickonce-body-{number}",
-            daemon=True,
-        )
-        process.start()
+        for attempt in range(1, FORK_SERVER_STARTS + 1):
+            process = self._context.Process(
+                target=serve,
+                args=(child, dict(os.environ), list(sys.path)),
+                name=f"tickonce-body-{number}",
+                daemon=True,
+            )
+            try:
+                process.start()
+                break
+            except (EOFError, ConnectionRefusedError):
+                # The fork server died as it started: a SIGTERM to the whole process group
+                # before its first import made it ignore SIGTERM (forkserver.py). Once it has
+                # exited (refused until then), starting the worker starts a new one.
+                if attempt == FORK_SERVER_STARTS:
+                    raise
+                time.sleep(0.05)
         child.close()
         worker = _Worker(number, process, parent)
         asyncio.get_running_loop().add_reader(parent.fileno(), self._on_message, worker)

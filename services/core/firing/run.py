@@ -25,7 +25,8 @@ import redis.asyncio as aioredis
 from apscheduler.job import Job
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
 
-from services.core.bodies import BodyPool, BodyRef, BodyRun
+from services.core.bodies.pool import BodyPool, BodyRun
+from services.core.bodies.worker import BodyRef
 from services.core.connection import text
 from services.core.firing import record
 from services.core.firing.record import Claim, RunLedger, RunRecord, utcnow
