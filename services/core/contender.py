@@ -56,6 +56,8 @@ class Contender:
         )
         self._stopping = asyncio.Event()
         self._retiring = False  # the process is stopping: take no lease, give up those held
+        self._woken = asyncio.Event()  # a pass is due now, not at the end of the wait
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._watch = RedisWatch()
         self.shards = [
             Shard(
@@ -100,7 +102,7 @@ class Contender:
             self.settings.lease_ttl_seconds,
             len(self.shards),
         )
-        loop = asyncio.get_running_loop()
+        loop = self._loop = asyncio.get_running_loop()
         if self._mode == "scheduler":  # a hot standby is ready to run bodies at once
             self._bodies.prestart()
         while not self._stopping.is_set():
@@ -118,7 +120,8 @@ class Contender:
                 else self.settings.standby_retry_interval
             )
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), wait)
+                await asyncio.wait_for(self._woken.wait(), wait)
+            self._woken.clear()
 
     async def _pass(self, now: float) -> None:
         if not self._layout_checked:
@@ -188,8 +191,10 @@ class Contender:
     def retire(self) -> None:
         """The process is stopping (its server got SIGTERM; ``stop()`` follows later): from the
         next pass on, take no lease and hand over those held. Running bodies finish as they
-        would. Safe from a signal handler or any thread: it only sets a flag."""
+        would. Safe from a signal handler or any thread (the pass is asked for thread-safely)."""
         self._retiring = True
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._woken.set)
 
     def definitions_changed(self) -> None:
         """This process's code defines other jobs now (a job added or removed at run time):
@@ -202,6 +207,7 @@ class Contender:
         """Stop firing, hand the leases over at once, let running jobs finish within the
         grace."""
         self._stopping.set()
+        self._woken.set()
         for shard in self.shards:
             await shard.hand_over("shutting down")
         await self.drain(self.settings.shutdown_grace_seconds)
