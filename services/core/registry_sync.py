@@ -22,13 +22,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 import redis
-from apscheduler.schedulers.base import STATE_STOPPED, BaseScheduler
 from apscheduler.triggers.base import BaseTrigger
 
 from services.core.connection import text
-from services.core.fencing import NotLeaderError
 from services.core.firing.commit import decided_until
 from services.core.firing.record import fire_ms
+from services.core.firing.scheduler import LeaderScheduler
 from services.core.keys import Keys
 from services.core.membership import definitions_elsewhere
 from services.core.registry import JobSpec, Registry
@@ -39,7 +38,7 @@ logger = logging.getLogger(__name__)
 
 
 def sync_registered_jobs(
-    scheduler: BaseScheduler,
+    scheduler: LeaderScheduler,
     registry: Registry,
     client: redis.Redis,
     keys: Keys,
@@ -50,6 +49,9 @@ def sync_registered_jobs(
 ) -> None:
     """One pass (see the module's docstring).
 
+    :param scheduler: a leader's; once its term is over every call on it raises NotLeaderError
+        (firing/scheduler.py), so nothing is recorded as synced, or forgotten, after a call
+        that touched no store: the next leader syncs it.
     :param member: this contender's member id; other live members (heard from within
         ``window_ms``) are asked which jobs their code defines.
     :param forget: called with the id of a job removed because no live code defines it.
@@ -81,13 +83,11 @@ def sync_registered_jobs(
             continue
         else:
             _update(scheduler, spec, paused=stored.next_run_time is None, now=now)
-        _still_leading(scheduler, job_id)
         client.hset(keys.definitions, job_id, spec.fingerprint)
 
     for job_id in unknown:
         if elsewhere[job_id]:
             continue  # other code defines it: keep it, and its state, as it is
-        _still_leading(scheduler, job_id)
         if scheduler.get_job(job_id) is not None:
             scheduler.remove_job(job_id)
             logger.warning(
@@ -99,22 +99,11 @@ def sync_registered_jobs(
         forget(job_id)
 
 
-def _still_leading(scheduler: BaseScheduler, job_id: str) -> None:
-    """A leader's scheduler is shut down when its term ends. Calls on it then touch no store:
-    an added job is queued in memory, a lookup finds nothing. So nothing may be recorded as
-    synced (or forgotten) after such a call: the next leader syncs it.
-
-    :raises NotLeaderError: the scheduler has stopped.
-    """
-    if scheduler.state == STATE_STOPPED:
-        raise NotLeaderError(f"the scheduler stopped (leadership ended) while syncing {job_id}")
-
-
 def _fields(spec: JobSpec) -> dict[str, Any]:
     return {**spec.options, "args": [spec.id, spec.policy.as_arg()], "kwargs": dict(spec.kwargs)}
 
 
-def _add(scheduler: BaseScheduler, spec: JobSpec, client: redis.Redis, keys: Keys) -> None:
+def _add(scheduler: LeaderScheduler, spec: JobSpec, client: redis.Redis, keys: Keys) -> None:
     trigger = spec.build_trigger()
     if spec.trigger == "date" and _already_fired(trigger, client, keys, spec.id):
         # A one-off job runs once: APScheduler removed it after its fire time was decided;
@@ -128,7 +117,7 @@ def _add(scheduler: BaseScheduler, spec: JobSpec, client: redis.Redis, keys: Key
     logger.info("job %s added: %s%s", spec.id, trigger, " (paused)" if spec.start_paused else "")
 
 
-def _update(scheduler: BaseScheduler, spec: JobSpec, *, paused: bool, now: datetime) -> None:
+def _update(scheduler: LeaderScheduler, spec: JobSpec, *, paused: bool, now: datetime) -> None:
     trigger = spec.build_trigger()
     next_run = None if paused else trigger.get_next_fire_time(None, now)
     scheduler.modify_job(spec.id, trigger=trigger, next_run_time=next_run, **_fields(spec))

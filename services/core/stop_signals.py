@@ -26,7 +26,8 @@ def on_stop_signals(callback: Callable[[], None]) -> Iterator[None]:
 
     Only where signals are handled: in the main thread, and only for a signal the server
     catches (a default or ignored one is left alone: the process ends, or goes on, as it
-    would). ``callback`` runs in the signal handler: it must only set a flag.
+    would). ``callback`` runs in the signal handler: it may set a flag or hand work to a loop
+    with ``call_soon_threadsafe``, nothing more.
     """
     if threading.current_thread() is not threading.main_thread():
         yield

@@ -12,20 +12,18 @@ from typing import Any, cast
 
 import pytest
 import redis
-from apscheduler.job import Job
 from fastapi.testclient import TestClient
 
 from services.api.main import create_app
 from services.core.command_channel import Command, Outcome
 from services.core.control import Control
 from services.core.fencing import LeaderTerm, NotLeaderError
-from services.core.firing.jobstore import FencedRedisJobStore
-from services.core.firing.scheduler import LeaderScheduler
 from services.core.keys import Keys
 from services.core.registry import Registry
 from services.core.retention import JobRetention
 from services.core.settings import Settings
 from tests.support.control_jobs import greetings_key
+from tests.support.leading import paused_leader
 from tests.support.processes import wait_until
 from tests.support.redis_server import RedisServer
 
@@ -344,18 +342,6 @@ def test_patch_sets_catch_up_and_timeout(http: TestClient) -> None:
     assert (cleared.json()["catch_up"], cleared.json()["timeout"]) == ("all", None)
 
 
-class IdlePath:
-    """The fire path of a leader started paused, which never fires (not under test here)."""
-
-    def wakeup(self, now: datetime) -> datetime | None:
-        return None
-
-    def end_wakeup(self) -> None: ...
-
-    def run_now(self, job: Job, command_id: str, requested_at: datetime) -> str:
-        raise AssertionError("no run may start once the term is over")
-
-
 def tick() -> None: ...
 
 
@@ -379,13 +365,7 @@ async def test_a_command_applied_as_the_term_ends_is_left_to_the_next_leader(
     registry = Registry()
     registry.job("interval", id="tick", seconds=60)(tick)
     term = LeaderTerm(int(raw_client.incr(keys.epoch)), float("inf"), time.monotonic)
-    scheduler = LeaderScheduler(
-        path=IdlePath(),
-        on_not_leader=lambda reason: None,
-        retry_seconds=0.1,
-        jobstores={"default": FencedRedisJobStore(raw_client, keys, term)},
-    )
-    scheduler.start(paused=True)
+    scheduler = paused_leader(raw_client, keys, term)
     scheduler.add_job(tick, "interval", seconds=60, id="made-by-api")
     stored = raw_client.hgetall(keys.jobs)
     control = Control(scheduler, registry, JobRetention(raw_client, keys, 60.0))

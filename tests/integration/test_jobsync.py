@@ -2,31 +2,27 @@
 
 from __future__ import annotations
 
-from datetime import UTC
+import asyncio
 
 import pytest
 import redis
-from apscheduler.schedulers.background import BackgroundScheduler
 
 from services.core.fencing import LeaderTerm, NotLeaderError
-from services.core.firing.jobstore import FencedRedisJobStore
+from services.core.firing.scheduler import LeaderScheduler
 from services.core.keys import Keys
 from services.core.registry import Registry
 from services.core.registry_sync import sync_registered_jobs
+from tests.support.leading import paused_leader
 
 
 def work() -> None: ...
 
 
-def leader(raw_client: redis.Redis, keys: Keys) -> BackgroundScheduler:
+def leader(raw_client: redis.Redis, keys: Keys) -> LeaderScheduler:
     """A new leader's scheduler on the fenced store (started paused: nothing fires)."""
     epoch = int(raw_client.incr(keys.epoch))
-    scheduler = BackgroundScheduler(timezone=UTC)
-    scheduler.add_jobstore(
-        FencedRedisJobStore(raw_client, keys, LeaderTerm(epoch, float("inf"), lambda: 0.0))
-    )
-    scheduler.start(paused=True)
-    return scheduler
+    term = LeaderTerm(epoch, float("inf"), lambda: 0.0)
+    return paused_leader(raw_client, keys, term, loop=asyncio.new_event_loop())
 
 
 def registry(**intervals: int) -> Registry:

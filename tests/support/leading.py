@@ -4,8 +4,16 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from datetime import datetime
+
+import redis
+from apscheduler.job import Job
 
 from services.core.contender import Contender
+from services.core.fencing import LeaderTerm
+from services.core.firing.jobstore import FencedRedisJobStore
+from services.core.firing.scheduler import LeaderScheduler
+from services.core.keys import Keys
 from services.core.registry import Registry
 from services.core.settings import Settings
 
@@ -30,3 +38,35 @@ async def lead_until(
     finally:
         await contender.stop()
         await running
+
+
+class IdlePath:
+    """The fire path of a leader started paused, which never fires (not under test)."""
+
+    def wakeup(self, now: datetime) -> datetime | None:
+        return None
+
+    def end_wakeup(self) -> None: ...
+
+    def run_now(self, job: Job, command_id: str, requested_at: datetime) -> str:
+        raise AssertionError("a test's paused leader runs nothing")
+
+
+def paused_leader(
+    client: redis.Redis,
+    keys: Keys,
+    term: LeaderTerm,
+    loop: asyncio.AbstractEventLoop | None = None,
+) -> LeaderScheduler:
+    """The scheduler of a leader holding ``term``, on the fenced job store, started paused
+    (nothing fires): for job changes and their fencing. ``loop``: where none is running."""
+    options = {"event_loop": loop} if loop is not None else {}
+    scheduler = LeaderScheduler(
+        path=IdlePath(),
+        on_not_leader=lambda reason: None,
+        retry_seconds=0.1,
+        jobstores={"default": FencedRedisJobStore(client, keys, term)},
+        **options,
+    )
+    scheduler.start(paused=True)
+    return scheduler

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from threading import TIMEOUT_MAX
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import redis
 from apscheduler.executors.base import BaseExecutor
@@ -28,6 +28,8 @@ from apscheduler.schedulers.base import STATE_PAUSED, STATE_STOPPED, BaseSchedul
 from services.core.fencing import NotLeaderError
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 class FirePathLike(Protocol):
@@ -117,7 +119,7 @@ class LeaderScheduler(AsyncIOScheduler):  # type: ignore[misc]
     def run_now(self, job: Job, command_id: str, requested_at: datetime) -> str:
         """Run ``job`` once now (a run-now command): apart from wakeups and job changes."""
         with self._jobstores_lock:
-            self._require_leading()
+            self._require_leading()  # its claim is fenced: a term ending meanwhile refuses it
             return self._path.run_now(job, command_id, requested_at)
 
     # -- job changes and lookups: none once the term is over -------------------------------
@@ -126,28 +128,33 @@ class LeaderScheduler(AsyncIOScheduler):  # type: ignore[misc]
         if self._ended:
             raise NotLeaderError("the leader's scheduler has stopped: its term is over")
 
-    def add_job(self, *args: Any, **kwargs: Any) -> Job:
+    def _while_leading(self, call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """``call`` under the job store lock, refused once the term is over, and raising
+        NotLeaderError (whatever it returned or raised) if the term ended while it ran: the
+        shutdown may have stopped APScheduler in the middle, and what the call then did (a
+        job queued in memory, a lookup that found nothing) was not done in the store."""
         with self._jobstores_lock:
             self._require_leading()
-            return super().add_job(*args, **kwargs)
+            try:
+                return call(*args, **kwargs)
+            finally:
+                self._require_leading()
+
+    def add_job(self, *args: Any, **kwargs: Any) -> Job:
+        return self._while_leading(super().add_job, *args, **kwargs)
 
     def remove_job(self, job_id: str, jobstore: str | None = None) -> None:
-        with self._jobstores_lock:
-            self._require_leading()
-            super().remove_job(job_id, jobstore)
+        self._while_leading(super().remove_job, job_id, jobstore)
 
     def get_jobs(self, jobstore: str | None = None, pending: bool | None = None) -> list[Job]:
-        with self._jobstores_lock:
-            self._require_leading()
-            jobs: list[Job] = super().get_jobs(jobstore, pending)
-            return jobs
+        return self._while_leading(super().get_jobs, jobstore, pending)
 
     def _lookup_job(self, job_id: str, jobstore_alias: str | None) -> tuple[Job, str | None]:
         """Behind get_job, modify_job, pause_job, resume_job and reschedule_job."""
-        with self._jobstores_lock:
-            self._require_leading()
-            found: tuple[Job, str | None] = super()._lookup_job(job_id, jobstore_alias)
-            return found
+        found: tuple[Job, str | None] = self._while_leading(
+            super()._lookup_job, job_id, jobstore_alias
+        )
+        return found
 
     def _process_jobs(self) -> float | None:
         """One wakeup, in the firing thread; never raises. The wait until the next one. (A
