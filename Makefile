@@ -9,8 +9,8 @@ install:
 	$(PY) -m pip install --quiet -e '.[test]'
 
 lint:
-	$(VENV)/bin/ruff check services tests bench examples
-	$(VENV)/bin/ruff format --check services tests bench examples
+	$(VENV)/bin/ruff check tickonce services tests bench examples
+	$(VENV)/bin/ruff format --check tickonce services tests bench examples
 	$(VENV)/bin/mypy
 	MYPYPATH=examples $(VENV)/bin/mypy --strict -p myapp
 	$(VENV)/bin/mypy --strict examples/recipe/main.py

@@ -10,9 +10,9 @@ from datetime import UTC, datetime, timedelta
 
 import redis.asyncio as aioredis
 
-from services.core.keys import Keys
-from services.core.registry import job
-from services.core.settings import get_settings
+from tickonce._config.settings import get_settings
+from tickonce._jobs.registry import job
+from tickonce._storage.keys import Keys
 
 BENCH_JOBS = int(os.environ.get("BENCH_JOBS", "0"))
 BENCH_INTERVAL = float(os.environ.get("BENCH_INTERVAL", "1"))

@@ -15,11 +15,11 @@ import redis.asyncio.connection as async_connection
 import redis.connection as sync_connection
 
 from bench.runs import ledger
-from services.core.contender import Contender
-from services.core.keys import Keys
-from services.core.registry import Registry
-from services.core.settings import Settings
 from tests.support.redis_server import RedisServer
+from tickonce._config.settings import Settings
+from tickonce._jobs.registry import Registry
+from tickonce._leadership.contender import Contender
+from tickonce._storage.keys import Keys
 
 _counts = {"sync": 0, "async": 0}
 

@@ -14,11 +14,11 @@ from pathlib import Path
 import redis
 
 from bench.jobs import bench_id
-from services.core.firing.record import RunRecord
-from services.core.keys import Keys
 from tests.support.cluster import pid_of
 from tests.support.processes import BIN, Processes, wait_until
 from tests.support.redis_server import RedisServer, free_port
+from tickonce._firing.record import RunRecord
+from tickonce._storage.keys import Keys
 
 
 def percentile(values: list[float], q: float) -> float:

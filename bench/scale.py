@@ -25,10 +25,10 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from bench.jobs import WAKERS, bench_id
 from bench.runs import ledger, percentile
-from services.core.connection import text
-from services.core.keys import Keys
 from tests.support.processes import Processes, answers, wait_until
 from tests.support.redis_server import RedisServer, free_port
+from tickonce._storage.clients import text
+from tickonce._storage.keys import Keys
 
 TEMPLATE = "bench-count"  # a registered job whose stored state is copied (its task: a counter)
 

@@ -5,8 +5,8 @@ Everything comes from the one Settings class, so a bad variable stops the master
 with one line, before any worker boots.
 """
 
-from services.core.logs import logging_config
-from services.core.settings import ConfigError, exit_with_config_error, get_settings
+from tickonce._config.logs import logging_config
+from tickonce._config.settings import ConfigError, exit_with_config_error, get_settings
 
 try:
     _settings = get_settings()

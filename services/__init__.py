@@ -1,1 +1,2 @@
-"""tickonce: exactly-once periodic jobs for scaled-out FastAPI services."""
+"""The two containers' entry points (api, scheduler) and the jobs the compose stack ships;
+the library they run is the ``tickonce`` package."""

@@ -18,10 +18,10 @@ from types import ModuleType
 import pytest
 import redis
 
-from services.core.settings import Settings, get_settings
 from tests.support.containers import ContainerRedis, docker_problem
 from tests.support.processes import Processes
 from tests.support.redis_server import RedisServer
+from tickonce._config.settings import Settings, get_settings
 
 TESTS = Path(__file__).resolve().parent
 

@@ -8,7 +8,7 @@ import logging
 
 import redis
 
-from services.core import current_run, job
+from tickonce import current_run, job
 
 logger = logging.getLogger(__name__)
 
@@ -19,7 +19,7 @@ BEATS = "myapp:beats"  # scheduled time -> how many times its body ran
 def store() -> redis.Redis:
     """One client per worker process, made on first use and reused by every run (the job reads
     the same REDIS_URL as tickonce; your jobs would use your own stores)."""
-    from services.core import Settings
+    from tickonce import Settings
 
     return redis.Redis.from_url(Settings().redis_url, decode_responses=True)
 

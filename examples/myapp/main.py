@@ -14,7 +14,7 @@ import redis.asyncio as aioredis
 from fastapi import Depends, FastAPI, Request
 
 from myapp.jobs import BEATS
-from services.core import Settings, include_tickonce
+from tickonce import Settings, include_tickonce
 
 
 @asynccontextmanager

@@ -9,7 +9,7 @@ from datetime import datetime
 
 from fastapi import FastAPI
 
-from services.core import AsyncIOScheduler  # was: from apscheduler.schedulers.asyncio import ...
+from tickonce import AsyncIOScheduler  # was: from apscheduler.schedulers.asyncio import ...
 
 scheduler = AsyncIOScheduler()
 

@@ -1,1 +1,1 @@
-"""The API service: job state, run history, leader status and health, over FastAPI."""
+"""The api container: tickonce's FastAPI app under gunicorn."""

@@ -1,1 +1,1 @@
-"""Jobs shipped with tickonce (the default JOBS_MODULES)."""
+"""Jobs the containers ship (the compose stack's default JOBS_MODULES)."""

@@ -10,10 +10,10 @@ from datetime import UTC, datetime
 
 import redis.asyncio as aioredis
 
-from services.core import current_run, job
-from services.core.connection import async_redis
-from services.core.keys import Keys
-from services.core.settings import get_settings
+from tickonce import current_run, job
+from tickonce._config.settings import get_settings
+from tickonce._storage.clients import async_redis
+from tickonce._storage.keys import Keys
 
 logger = logging.getLogger(__name__)
 

@@ -1,1 +1,1 @@
-"""The scheduler service: a leader and hot standbys contending for one lease."""
+"""The scheduler container: a leader and hot standbys contending for the lease."""

@@ -12,14 +12,14 @@ from pathlib import Path
 import pytest
 import redis
 
-from services.core.firing.record import RunRecord
-from services.core.keys import Keys
 from tests.support.body_log import body_intervals, overlaps
 from tests.support.cluster import leader_id, member_roles, pid_of, probe_runs, runs_at_least
 from tests.support.ledger_checks import assert_exactly_once, read_evidence
 from tests.support.processes import Processes, answers, wait_until
 from tests.support.proxy import PartitionProxy
 from tests.support.redis_server import RedisServer, free_port
+from tickonce._firing.record import RunRecord
+from tickonce._storage.keys import Keys
 
 pytestmark = [pytest.mark.chaos, pytest.mark.processes]
 

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from services.core.firing.record import fire_ms
-from services.core.keys import Keys
 from tests.support.cluster import leader_id
 from tests.support.ledger_checks import duplicates, gaps, read_evidence
 from tests.support.processes import Processes, wait_until
 from tests.support.redis_server import RedisServer
+from tickonce._firing.record import fire_ms
+from tickonce._storage.keys import Keys
 
 FREEZE = 3.0  # seconds the replica acknowledges nothing
 

@@ -16,11 +16,11 @@ from pathlib import Path
 import pytest
 import redis
 
-from services.core.firing.record import RunRecord, fire_ms
 from tests.support.cluster import host_of, leader_id, member_roles
 from tests.support.ledger_checks import duplicates, read_evidence
 from tests.support.processes import Processes, wait_until
 from tests.support.redis_server import RedisServer
+from tickonce._firing.record import RunRecord, fire_ms
 
 pytestmark = [pytest.mark.chaos, pytest.mark.processes]
 

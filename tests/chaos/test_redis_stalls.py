@@ -10,12 +10,12 @@ from collections import Counter
 
 import pytest
 
-from services.core.firing.record import RunRecord, fire_ms
-from services.core.keys import Keys
 from tests.support.cluster import leader_id
 from tests.support.ledger_checks import fire_times
 from tests.support.processes import Processes, wait_until
 from tests.support.redis_server import RedisServer
+from tickonce._firing.record import RunRecord, fire_ms
+from tickonce._storage.keys import Keys
 
 pytestmark = [pytest.mark.chaos, pytest.mark.processes]
 

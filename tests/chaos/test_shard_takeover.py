@@ -10,12 +10,12 @@ import time
 
 import redis
 
-from services.core.keys import Keys, shard_of
 from tests.support.cluster import pid_of
 from tests.support.ledger_checks import assert_exactly_once, duplicates, gaps, read_evidence
 from tests.support.load_jobs import LOAD_JOBS
 from tests.support.processes import Processes, wait_until
 from tests.support.redis_server import RedisServer
+from tickonce._storage.keys import Keys, shard_of
 
 TTL = 2.0
 SHARDS = 4

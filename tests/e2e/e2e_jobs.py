@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from services.core.registry import job
+from tickonce._jobs.registry import job
 
 
 @job("interval", minutes=5, id="paused_report", start_paused=True)

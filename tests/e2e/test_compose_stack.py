@@ -20,12 +20,12 @@ from typing import Any
 import httpx
 import pytest
 
-from services.core.firing.record import fire_ms
-from services.core.keys import Keys
 from tests.e2e.conftest import API_REPLICAS, API_TOKEN, SCHEDULER_REPLICAS, TTL, Stack
 from tests.support.cluster import host_of
 from tests.support.ledger_checks import duplicates, gaps, spread
 from tests.support.processes import wait_until
+from tickonce._firing.record import fire_ms
+from tickonce._storage.keys import Keys
 
 pytestmark = pytest.mark.containers
 

@@ -23,8 +23,6 @@ from typing import Any
 import pytest
 import yaml
 
-from services.core.firing.record import fire_ms
-from services.core.keys import Keys
 from tests.support.cluster import host_of
 from tests.support.compose_stack import stack_env
 from tests.support.ledger_checks import CUT_OFF, duplicates, gaps, spread
@@ -37,6 +35,8 @@ from tests.support.swarm import (
     docker,
     single_node_swarm,
 )
+from tickonce._firing.record import fire_ms
+from tickonce._storage.keys import Keys
 
 pytestmark = pytest.mark.containers
 

@@ -8,11 +8,11 @@ from pathlib import Path
 import redis
 from fastapi.testclient import TestClient
 
-from services.api.main import create_app
-from services.core.settings import Settings
 from tests.support.cluster import pid_of, probe_runs
 from tests.support.processes import Processes, wait_until
 from tests.support.redis_server import RedisServer
+from tickonce._api.app import create_app
+from tickonce._config.settings import Settings
 
 
 def test_read_endpoints_describe_jobs_runs_and_leadership(

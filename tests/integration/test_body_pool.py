@@ -9,10 +9,10 @@ import sys
 import time
 from datetime import UTC, datetime
 
-from services.core.bodies.pool import BodyPool
-from services.core.bodies.worker import BodyRef
-from services.core.registry import RunContext
 from tests.support.processes import REPO
+from tickonce._bodies.pool import BodyPool
+from tickonce._bodies.worker import BodyRef
+from tickonce._jobs.registry import RunContext
 
 NOOP = BodyRef("tests.support.pool_bodies", "noop")
 
@@ -69,9 +69,9 @@ async def test_ends_read_early_are_not_read_again_when_the_loop_gets_to_them() -
 STARTING_POOL = """
 import asyncio, contextlib, multiprocessing.forkserver as forkserver, os, signal, threading, time
 from datetime import UTC, datetime
-from services.core.bodies.pool import BodyPool
-from services.core.bodies.worker import BodyRef
-from services.core.registry import RunContext
+from tickonce._bodies.pool import BodyPool
+from tickonce._bodies.worker import BodyRef
+from tickonce._jobs.registry import RunContext
 
 async def main():
     pool = BodyPool(1, stop_grace=1)

@@ -9,11 +9,11 @@ from typing import cast
 
 import redis
 
-from services.core.firing.record import RunRecord, fire_ms
-from services.core.keys import Keys
 from tests.support.burst_jobs import EVERY_SECONDS
 from tests.support.processes import Processes, wait_until
 from tests.support.redis_server import RedisServer
+from tickonce._firing.record import RunRecord, fire_ms
+from tickonce._storage.keys import Keys
 
 JOBS = 8_500
 IDS = [f"burst-{n:05d}" for n in range(JOBS)]

@@ -9,12 +9,12 @@ from collections.abc import Callable
 
 import redis
 
-from services.core.firing.record import RunRecord
-from services.core.registry import Registry
-from services.core.settings import Settings
 from tests.support.leading import lead_for
 from tests.support.ledger_checks import duplicates, fire_times, gaps, read_evidence
 from tests.support.redis_server import RedisServer
+from tickonce._config.settings import Settings
+from tickonce._firing.record import RunRecord
+from tickonce._jobs.registry import Registry
 
 POLICIES = ("coalesce", "all", "skip")
 

@@ -12,12 +12,12 @@ import pytest
 import redis
 from fastapi.testclient import TestClient
 
-from services.api.main import create_app
-from services.core.command_channel import Command, Op, Outcome
-from services.core.keys import Keys
-from services.core.settings import Settings
 from tests.support.processes import wait_until
 from tests.support.redis_server import RedisServer
+from tickonce._api.app import create_app
+from tickonce._config.settings import Settings
+from tickonce._control.channel import Command, Op, Outcome
+from tickonce._storage.keys import Keys
 
 TOKEN = "test-token-0123456789abcdef"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

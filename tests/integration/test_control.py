@@ -14,18 +14,18 @@ import pytest
 import redis
 from fastapi.testclient import TestClient
 
-from services.api.main import create_app
-from services.core.command_channel import Command, Outcome
-from services.core.control import Control
-from services.core.fencing import LeaderTerm, NotLeaderError
-from services.core.keys import Keys
-from services.core.registry import Registry
-from services.core.retention import JobRetention
-from services.core.settings import Settings
 from tests.support.control_jobs import greetings_key
 from tests.support.leading import paused_leader
 from tests.support.processes import wait_until
 from tests.support.redis_server import RedisServer
+from tickonce._api.app import create_app
+from tickonce._config.settings import Settings
+from tickonce._control.apply import Control
+from tickonce._control.channel import Command, Outcome
+from tickonce._jobs.registry import Registry
+from tickonce._jobs.retention import JobRetention
+from tickonce._leadership.fencing import LeaderTerm, NotLeaderError
+from tickonce._storage.keys import Keys
 
 TOKEN = "test-token-0123456789abcdef"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

@@ -9,13 +9,13 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import redis
 
-from services.core.firing.record import RunRecord
-from services.core.keys import Keys
-from services.core.registry import Registry
-from services.core.settings import Settings
 from tests.support.leading import lead_for
 from tests.support.once_jobs import runs_key, send_invoice
 from tests.support.redis_server import RedisServer
+from tickonce._config.settings import Settings
+from tickonce._firing.record import RunRecord
+from tickonce._jobs.registry import Registry
+from tickonce._storage.keys import Keys
 
 
 def forget_expiring_keys(client: redis.Redis, prefix: str) -> None:

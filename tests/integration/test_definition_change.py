@@ -10,13 +10,13 @@ from pathlib import Path
 import pytest
 import redis
 
-from services.core.keys import Keys
-from services.core.registry import Registry
-from services.core.settings import Settings
 from tests.support.leading import lead_for
 from tests.support.ledger_checks import duplicates, fire_times, read_evidence
 from tests.support.redis_server import RedisServer
 from tests.support.timeline_jobs import beat
+from tickonce._config.settings import Settings
+from tickonce._jobs.registry import Registry
+from tickonce._storage.keys import Keys
 
 
 def version(seconds: int) -> Registry:

@@ -14,13 +14,13 @@ import pytest
 import redis
 from apscheduler.jobstores.base import JobLookupError
 
-from services.core import AsyncIOScheduler, ScheduledJob
-from services.core.keys import Keys
-from services.core.registry import registry
-from services.core.settings import Settings
 from tests.support.dropin_jobs import report
 from tests.support.processes import wait_until
 from tests.support.redis_server import RedisServer
+from tickonce import AsyncIOScheduler, ScheduledJob
+from tickonce._config.settings import Settings
+from tickonce._jobs.registry import registry
+from tickonce._storage.keys import Keys
 
 JOB = "report-acme"
 

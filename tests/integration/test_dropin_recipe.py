@@ -10,11 +10,11 @@ from datetime import datetime
 
 import redis
 
-from services.core.firing.record import RunRecord, fire_ms
-from services.core.keys import Keys
 from tests.support.ledger_checks import duplicates, gaps
 from tests.support.processes import REPO, Processes, wait_until
 from tests.support.redis_server import RedisServer, free_port
+from tickonce._firing.record import RunRecord, fire_ms
+from tickonce._storage.keys import Keys
 
 RECIPE = REPO / "examples" / "recipe"
 JOB = "main.tick"  # the id the drop-in derives from the function: module.qualname

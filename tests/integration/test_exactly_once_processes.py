@@ -8,12 +8,12 @@ import time
 import pytest
 import redis
 
-from services.core.firing.record import RunRecord
-from services.core.keys import Keys
 from tests.support.cluster import leader_pid, pid_of, probe_runs
 from tests.support.ledger_checks import Evidence, assert_exactly_once, read_evidence
 from tests.support.processes import Processes, wait_until
 from tests.support.redis_server import RedisServer, free_port
+from tickonce._firing.record import RunRecord
+from tickonce._storage.keys import Keys
 
 pytestmark = pytest.mark.processes
 

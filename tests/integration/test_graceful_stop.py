@@ -15,15 +15,15 @@ from typing import cast
 import pytest
 import redis
 
-from services.core.contender import Contender
-from services.core.keys import Keys
-from services.core.registry import Registry
-from services.core.settings import Settings
 from tests.support.cluster import leader_pid, pid_of
 from tests.support.ledger_checks import read_evidence
 from tests.support.processes import Processes, wait_until
 from tests.support.redis_server import RedisServer, free_port
 from tests.support.timeline_jobs import endless, events, slow
+from tickonce._config.settings import Settings
+from tickonce._jobs.registry import Registry
+from tickonce._leadership.contender import Contender
+from tickonce._storage.keys import Keys
 
 
 async def test_stop_releases_the_lease_first_and_lets_the_running_job_finish(

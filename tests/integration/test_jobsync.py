@@ -7,12 +7,12 @@ import asyncio
 import pytest
 import redis
 
-from services.core.fencing import LeaderTerm, NotLeaderError
-from services.core.firing.scheduler import LeaderScheduler
-from services.core.keys import Keys
-from services.core.registry import Registry
-from services.core.registry_sync import sync_registered_jobs
 from tests.support.leading import paused_leader
+from tickonce._firing.scheduler import LeaderScheduler
+from tickonce._jobs.registry import Registry
+from tickonce._jobs.sync import sync_registered_jobs
+from tickonce._leadership.fencing import LeaderTerm, NotLeaderError
+from tickonce._storage.keys import Keys
 
 
 def work() -> None: ...

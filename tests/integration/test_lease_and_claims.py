@@ -13,15 +13,15 @@ from apscheduler.job import Job
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
-from services.core.fencing import LeaderTerm, NotLeaderError
-from services.core.firing.commit import ClaimResult, FireCycle, FirePlan
-from services.core.firing.jobstore import FencedRedisJobStore
-from services.core.firing.record import Claim, RunLedger, RunRecord
-from services.core.firing.run import refresh_slots
-from services.core.keys import Keys
-from services.core.lease import Lease, read_leader
-from services.core.tasks import run_task
 from tests.support.redis_server import RedisServer
+from tickonce._firing.commit import ClaimResult, FireCycle, FirePlan
+from tickonce._firing.jobstore import FencedRedisJobStore
+from tickonce._firing.record import Claim, RunLedger, RunRecord
+from tickonce._firing.run import refresh_slots
+from tickonce._jobs.tasks import run_task
+from tickonce._leadership.fencing import LeaderTerm, NotLeaderError
+from tickonce._leadership.lease import Lease, read_leader
+from tickonce._storage.keys import Keys
 
 FIRE = datetime(2030, 1, 1, 12, 0, 0, tzinfo=UTC)
 TTL_MS = 2000
@@ -332,8 +332,8 @@ async def test_the_asyncio_client_packs_with_hiredis_and_keeps_redis_pys_answers
     """The scheduler's asyncio clients pack commands in C: every value arrives as redis-py
     would send it (text, floats, binary, pipelined Lua), and a value Redis cannot take is
     refused with redis-py's own error before anything is sent."""
-    from services.core.connection import async_redis
-    from services.core.settings import Settings
+    from tickonce._config.settings import Settings
+    from tickonce._storage.clients import async_redis
 
     client = async_redis(Settings(redis_url=redis_server.url))
     binary = async_redis(Settings(redis_url=redis_server.url), decode=False)

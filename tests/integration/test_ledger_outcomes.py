@@ -8,9 +8,6 @@ from functools import partial
 
 import redis
 
-from services.core.firing.record import fire_ms
-from services.core.registry import Registry
-from services.core.settings import Settings
 from tests.support.leading import lead_for
 from tests.support.ledger_checks import duplicates, gaps, read_evidence
 from tests.support.outcome_jobs import (
@@ -25,6 +22,9 @@ from tests.support.outcome_jobs import (
     victim,
 )
 from tests.support.redis_server import RedisServer
+from tickonce._config.settings import Settings
+from tickonce._firing.record import fire_ms
+from tickonce._jobs.registry import Registry
 
 
 async def test_failures_overlaps_blocking_timeouts_and_sync_jobs_are_all_recorded(

@@ -13,14 +13,14 @@ from pathlib import Path
 import pytest
 import redis
 
-from services.core.firing.commit import decided_until
-from services.core.firing.record import RunRecord
-from services.core.keys import Keys
-from services.core.registry import Registry
-from services.core.settings import Settings
 from tests.support.leading import lead_for, lead_until
 from tests.support.redis_server import RedisServer
 from tests.support.timeline_jobs import beat
+from tickonce._config.settings import Settings
+from tickonce._firing.commit import decided_until
+from tickonce._firing.record import RunRecord
+from tickonce._jobs.registry import Registry
+from tickonce._storage.keys import Keys
 
 JOBS = [f"minutely-{n:02d}" for n in range(12)]
 DOWNTIME = timedelta(days=14)

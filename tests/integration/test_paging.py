@@ -8,12 +8,12 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
-from services.api.main import create_app
-from services.core.registry import Registry
-from services.core.settings import Settings
 from tests.support.leading import lead_for
 from tests.support.pool_bodies import noop
 from tests.support.redis_server import RedisServer
+from tickonce._api.app import create_app
+from tickonce._config.settings import Settings
+from tickonce._jobs.registry import Registry
 
 JOBS = [f"job-{n:03d}" for n in range(250)]
 PAUSED = set(JOBS[::9])  # 28 of them

@@ -7,13 +7,13 @@ from collections.abc import Callable
 
 import redis
 
-from services.core.firing.record import fire_ms
-from services.core.registry import Registry
-from services.core.settings import Settings
 from tests.support.leading import lead_for
 from tests.support.ledger_checks import read_evidence
 from tests.support.outcome_jobs import hang_sync, noted, slow
 from tests.support.redis_server import RedisServer
+from tickonce._config.settings import Settings
+from tickonce._firing.record import fire_ms
+from tickonce._jobs.registry import Registry
 
 
 async def test_a_body_that_timed_out_waiting_for_a_worker_never_runs(

@@ -13,12 +13,12 @@ import httpx
 import pytest
 import redis
 
-from services.core.keys import Keys
 from tests.support.ledger_checks import assert_exactly_once, duplicates, gaps, read_evidence
 from tests.support.load_jobs import LOAD_JOBS
 from tests.support.processes import Processes, answers, wait_until
 from tests.support.redis_cluster import RedisClusterGroup
 from tests.support.redis_server import free_port
+from tickonce._storage.keys import Keys
 
 TOKEN = "cluster-token-0123456789abcdef"
 

@@ -16,17 +16,17 @@ import redis.asyncio as aioredis
 from fastapi.testclient import TestClient
 from pydantic import ValidationError
 
-from services.api.main import create_app
-from services.core import connection
-from services.core.command_channel import CommandConsumer, Outcome
-from services.core.connection import text
-from services.core.firing.record import Claim, RunLedger, RunRecord
-from services.core.keys import Keys
-from services.core.membership import Membership
-from services.core.retention import JobRetention, forget_job
-from services.core.settings import Settings
 from tests.support.processes import wait_until
 from tests.support.redis_server import RedisServer
+from tickonce._api.app import create_app
+from tickonce._config.settings import Settings
+from tickonce._control.channel import CommandConsumer, Outcome
+from tickonce._firing.record import Claim, RunLedger, RunRecord
+from tickonce._jobs.retention import JobRetention, forget_job
+from tickonce._leadership.membership import Membership
+from tickonce._storage import clients
+from tickonce._storage.clients import text
+from tickonce._storage.keys import Keys
 
 TOKEN = "test-token-0123456789abcdef"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -38,7 +38,7 @@ TWO_HOURS = 2 * 3600
 def start_leader(settings: Settings) -> TestClient:
     """The API in embedded mode as a new process would start: a contender id of its own (a
     new nonce), leading once the jobs are synced. Leave it with ``__exit__``."""
-    connection._RUNNER_IDS.clear()
+    clients._RUNNER_IDS.clear()
     http = TestClient(create_app(settings)).__enter__()
     try:
         wait_until(lambda: http.get("/scheduler").json()["leader"] is not None, 15, "a leader")

@@ -11,13 +11,13 @@ from datetime import UTC
 import pytest
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from services.core.connection import async_redis, sync_redis
-from services.core.fencing import LeaderTerm
-from services.core.firing.jobstore import FencedRedisJobStore
-from services.core.keys import Keys
-from services.core.lease import Lease
-from services.core.settings import Settings
 from tests.support.redis_server import RedisServer
+from tickonce._config.settings import Settings
+from tickonce._firing.jobstore import FencedRedisJobStore
+from tickonce._leadership.fencing import LeaderTerm
+from tickonce._leadership.lease import Lease
+from tickonce._storage.clients import async_redis, sync_redis
+from tickonce._storage.keys import Keys
 
 TIMEOUT = 0.1  # the clients' socket timeout; the stalls below last 1.5 x that
 TRIES = 5  # Redis serves the original and the retry in either order: try both often enough

@@ -15,18 +15,18 @@ import redis
 import redis.asyncio as aioredis
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from services.core.command_channel import CommandSender
-from services.core.connection import text
-from services.core.fencing import LeaderTerm
-from services.core.firing.jobstore import FencedRedisJobStore
-from services.core.keys import Keys
-from services.core.membership import Membership
-from services.core.registry import Registry
-from services.core.registry_sync import sync_registered_jobs
 from tests.support.cluster import leader_id, member_roles, pid_of
 from tests.support.ledger_checks import read_evidence
 from tests.support.processes import Processes, wait_until
 from tests.support.redis_server import RedisServer
+from tickonce._control.channel import CommandSender
+from tickonce._firing.jobstore import FencedRedisJobStore
+from tickonce._jobs.registry import Registry
+from tickonce._jobs.sync import sync_registered_jobs
+from tickonce._leadership.fencing import LeaderTerm
+from tickonce._leadership.membership import Membership
+from tickonce._storage.clients import text
+from tickonce._storage.keys import Keys
 
 WINDOW_MS = 60_000
 

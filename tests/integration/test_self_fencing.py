@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from services.core.contender import Contender
-from services.core.registry import Registry
-from services.core.settings import Settings
 from tests.support.redis_server import RedisServer
 from tests.support.timeline_jobs import beat, events
+from tickonce._config.settings import Settings
+from tickonce._jobs.registry import Registry
+from tickonce._leadership.contender import Contender
 
 TTL = 1.5
 

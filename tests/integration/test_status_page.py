@@ -14,9 +14,9 @@ import pytest
 import redis
 from playwright.sync_api import Browser, expect, sync_playwright
 
-from services.core.keys import Keys
 from tests.support.processes import REPO, Processes, wait_until
 from tests.support.redis_server import RedisServer, free_port
+from tickonce._storage.keys import Keys
 
 pytestmark = [pytest.mark.processes, pytest.mark.browser]
 

@@ -9,7 +9,7 @@ import os
 import time
 from typing import Any
 
-from services.core.registry import current_run
+from tickonce._jobs.registry import current_run
 
 
 def write(event: str) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 from datetime import UTC, datetime
 
-from services.core.registry import job
+from tickonce._jobs.registry import job
 
 EVERY_SECONDS = 20
 _START = datetime(2026, 1, 1, tzinfo=UTC)

@@ -7,8 +7,8 @@ from collections.abc import Callable
 
 import redis
 
-from services.core.keys import Keys
 from tests.support.ledger_checks import read_evidence
+from tickonce._storage.keys import Keys
 
 
 def leader_id(client: redis.Redis, prefix: str) -> str | None:

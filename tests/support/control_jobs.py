@@ -6,9 +6,9 @@ import json
 
 import redis
 
-from services.core.keys import Keys
-from services.core.registry import current_run, job
-from services.core.settings import get_settings
+from tickonce._config.settings import get_settings
+from tickonce._jobs.registry import current_run, job
+from tickonce._storage.keys import Keys
 
 
 def greetings_key(prefix: str) -> str:

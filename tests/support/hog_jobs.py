@@ -8,8 +8,8 @@ from __future__ import annotations
 import os
 import time
 
-from services.core.registry import job
 from tests.support.body_log import write
+from tickonce._jobs.registry import job
 
 
 @job("interval", seconds=4, id="hog", misfire_grace_time=30)

@@ -9,13 +9,13 @@ from datetime import datetime
 import redis
 from apscheduler.job import Job
 
-from services.core.contender import Contender
-from services.core.fencing import LeaderTerm
-from services.core.firing.jobstore import FencedRedisJobStore
-from services.core.firing.scheduler import LeaderScheduler
-from services.core.keys import Keys
-from services.core.registry import Registry
-from services.core.settings import Settings
+from tickonce._config.settings import Settings
+from tickonce._firing.jobstore import FencedRedisJobStore
+from tickonce._firing.scheduler import LeaderScheduler
+from tickonce._jobs.registry import Registry
+from tickonce._leadership.contender import Contender
+from tickonce._leadership.fencing import LeaderTerm
+from tickonce._storage.keys import Keys
 
 
 async def lead_for(settings: Settings, jobs: Registry, seconds: float) -> None:

@@ -9,9 +9,9 @@ from dataclasses import dataclass
 
 import redis
 
-from services.core.firing.record import RunRecord, fire_ms
-from services.core.keys import Keys
 from tests.support.probe_jobs import PROBE, probe_key
+from tickonce._firing.record import RunRecord, fire_ms
+from tickonce._storage.keys import Keys
 
 
 @dataclass

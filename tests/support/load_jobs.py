@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from services.core.registry import job
+from tickonce._jobs.registry import job
 
 LOAD_JOBS = [f"load-{n:02d}" for n in range(50)]
 

@@ -7,10 +7,10 @@ import json
 
 import redis
 
-from services.core.firing.record import fire_ms
-from services.core.keys import Keys
-from services.core.registry import current_run
-from services.core.settings import get_settings
+from tickonce._config.settings import get_settings
+from tickonce._firing.record import fire_ms
+from tickonce._jobs.registry import current_run
+from tickonce._storage.keys import Keys
 
 
 def runs_key(prefix: str, job_id: str) -> str:

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import asyncio
 
-from services.core.registry import job
 from tests.support.body_log import write
+from tickonce._jobs.registry import job
 
 
 @job("interval", seconds=1, id="long", max_instances=1, misfire_grace_time=30)

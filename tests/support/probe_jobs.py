@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import json
 
-from services.core.connection import async_redis
-from services.core.firing.record import fire_ms
-from services.core.keys import Keys
-from services.core.registry import current_run, job
-from services.core.settings import get_settings
+from tickonce._config.settings import get_settings
+from tickonce._firing.record import fire_ms
+from tickonce._jobs.registry import current_run, job
+from tickonce._storage.clients import async_redis
+from tickonce._storage.keys import Keys
 
 PROBE = "probe"
 

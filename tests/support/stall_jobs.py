@@ -8,10 +8,10 @@ import json
 
 import redis
 
-from services.core.firing.record import fire_ms
-from services.core.keys import Keys
-from services.core.registry import current_run, job
-from services.core.settings import get_settings
+from tickonce._config.settings import get_settings
+from tickonce._firing.record import fire_ms
+from tickonce._jobs.registry import current_run, job
+from tickonce._storage.keys import Keys
 
 WITNESS = "witness"
 LOAD = [f"second-{n:03d}" for n in range(300)]

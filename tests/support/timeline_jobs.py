@@ -13,9 +13,9 @@ from typing import Any
 
 import redis
 
-from services.core.keys import Keys
-from services.core.registry import current_run
-from services.core.settings import get_settings
+from tickonce._config.settings import get_settings
+from tickonce._jobs.registry import current_run
+from tickonce._storage.keys import Keys
 
 
 def note(event: str, **extra: Any) -> None:

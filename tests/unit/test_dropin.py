@@ -15,11 +15,11 @@ import pytest
 from apscheduler.jobstores.base import ConflictingIdError
 from apscheduler.jobstores.memory import MemoryJobStore
 
-from services.core import AsyncIOScheduler, JobDefinitionError, UnsupportedCallError
-from services.core.registry import registry
 from tests.support import dropin_jobs
 from tests.support.dropin_jobs import Reports, noop, report, spread
 from tests.support.processes import REPO
+from tickonce import AsyncIOScheduler, JobDefinitionError, UnsupportedCallError
+from tickonce._jobs.registry import registry
 
 
 @pytest.fixture
@@ -200,8 +200,8 @@ def test_a_job_bodys_worker_process_never_starts_a_scheduler() -> None:
     """Workers import the job's module; one that starts its scheduler at import time must not
     make every body worker a contender (the fork server marks its processes)."""
     code = (
-        "from services.core.bodies import forkserver\n"
-        "from services.core import AsyncIOScheduler\n"
+        "from tickonce._bodies import forkserver\n"
+        "from tickonce import AsyncIOScheduler\n"
         "scheduler = AsyncIOScheduler()\n"
         "scheduler.start()\n"
         "print('running' if scheduler.running else 'not running')\n"

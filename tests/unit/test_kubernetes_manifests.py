@@ -13,8 +13,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from services.core.settings import Settings
 from tests.support.processes import REPO
+from tickonce._config.settings import Settings
 
 KUBE = REPO / "deploy" / "kubernetes"
 VERSION = "1.30.0"
@@ -82,7 +82,7 @@ def test_probes_pods_and_budgets() -> None:
     [api_container] = api["containers"]
     assert api_container["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert api_container["readinessProbe"]["httpGet"]["path"] == "/readyz"
-    from services.api.main import create_app
+    from tickonce._api.app import create_app
 
     assert {"/healthz", "/readyz"} <= set(create_app(Settings()).openapi()["paths"])
     [scheduler_container] = scheduler["template"]["spec"]["containers"]

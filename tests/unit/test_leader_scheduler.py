@@ -11,7 +11,7 @@ import redis
 from apscheduler.job import Job
 from apscheduler.jobstores.memory import MemoryJobStore
 
-from services.core.firing.scheduler import LeaderScheduler
+from tickonce._firing.scheduler import LeaderScheduler
 
 
 def tick() -> None: ...

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.core.registry import (
+from tickonce._jobs.registry import (
     JobDefinitionError,
     JobsModuleError,
     Registry,

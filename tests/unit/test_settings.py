@@ -8,8 +8,8 @@ import sys
 import pytest
 from pydantic import ValidationError
 
-from services.core.settings import ConfigError, Settings, describe_validation_error, get_settings
 from tests.support.processes import BIN, REPO
+from tickonce._config.settings import ConfigError, Settings, describe_validation_error, get_settings
 
 
 def test_defaults_and_comma_separated_modules(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -230,7 +230,7 @@ def test_gunicorn_stops_instead_of_respawning_workers_on_a_bad_setting() -> None
 def test_sentinels_name_the_master_and_the_url_gives_only_credentials_db_and_tls(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from services.core.connection import _url_options
+    from tickonce._storage.clients import _url_options
 
     monkeypatch.setenv("REDIS_SENTINELS", "sentinel-1:26379, sentinel-2:26379,[::1]:26380")
     monkeypatch.setenv("REDIS_SENTINEL_MASTER", "jobs")

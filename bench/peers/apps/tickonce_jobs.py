@@ -4,7 +4,7 @@ scheduled time tickonce gives the body."""
 from __future__ import annotations
 
 from bench.peers.apps.record import interval, job_ids, record
-from services.core import current_run, job
+from tickonce import current_run, job
 
 
 async def _body() -> None:

@@ -1,0 +1,5 @@
+"""``python -m tickonce``: the ``tickonce`` command."""
+
+from tickonce._cli import main
+
+main()

@@ -1,0 +1,65 @@
+"""How tickonce's routes answer errors, wherever they are mounted: Redis unavailable is 503
+with what failed; a request that does not validate is FastAPI's 422 without pydantic's
+"Value error, " in front of tickonce's messages.
+
+Kept on the routes (a route class), not as app-wide exception handlers, so that including
+tickonce in a team's own app changes nothing about how that app's own routes answer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from fastapi import Request, Response
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ReadOnlyError, RedisClusterException
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from tickonce._api.models import ErrorOut
+
+REDIS_UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, ReadOnlyError, RedisClusterException)
+
+UNAVAILABLE: dict[int | str, dict[str, Any]] = {
+    413: {"model": ErrorOut, "description": "The request body is too large."},
+    503: {"model": ErrorOut, "description": "Redis is unavailable."},
+}
+
+
+class TickonceRoute(APIRoute):
+    """A route of tickonce's API: answers Redis trouble and invalid requests itself."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def answered(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except RequestValidationError as exc:
+                return invalid_request(exc)
+            except REDIS_UNAVAILABLE as exc:
+                return redis_unavailable(request, exc)
+
+        return answered
+
+
+def invalid_request(exc: RequestValidationError) -> JSONResponse:
+    errors = [
+        {**error, "msg": str(error["msg"]).removeprefix("Value error, ")} for error in exc.errors()
+    ]
+    return JSONResponse(status_code=422, content={"detail": jsonable_encoder(errors)})
+
+
+def redis_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    settings = request.app.state.tickonce.settings
+    return JSONResponse(
+        status_code=503,
+        content={
+            "detail": f"Redis at {settings.redacted_redis_url} is unavailable: "
+            f"{settings.redact(str(exc))}"
+        },
+    )

@@ -1,0 +1,3 @@
+"""Configuration: every setting in one class (``settings``), logging (``logs``), and what both
+services do at start (``startup``).
+"""

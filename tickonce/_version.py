@@ -1,0 +1,3 @@
+"""tickonce's version, written here only (pyproject.toml reads it)."""
+
+__version__ = "0.3.0"
