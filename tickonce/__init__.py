@@ -6,9 +6,10 @@
   (change the import, keep the recipe).
 - ``include_tickonce``: tickonce's endpoints and status page in your own FastAPI app.
 - ``Settings``: tickonce's configuration (read from the environment).
-- The errors a user can catch: ``JobDefinitionError``, ``UnsupportedCallError``,
-  ``LeaderUnavailable``, ``ConfigError``, and APScheduler's ``JobLookupError`` and
-  ``ConflictingIdError``.
+- The errors, every one a ``TickonceError``: ``ConfigError`` (and ``JobsModuleError``),
+  ``JobDefinitionError``, ``UnknownTaskError``, ``UnsupportedCallError``, ``NotStartedError``,
+  ``LeaderUnavailable``, ``UnreadableJobError``; and APScheduler's ``JobLookupError`` and
+  ``ConflictingIdError``, which the drop-in raises where APScheduler does.
 
 Only these names are public: every module under ``tickonce`` is private (its name starts with
 an underscore) and may change without notice. Names load on first use, so a process that needs
@@ -26,10 +27,20 @@ if TYPE_CHECKING:
     from apscheduler.jobstores.base import ConflictingIdError, JobLookupError
 
     from tickonce._api.integration import include_tickonce
-    from tickonce._config.settings import ConfigError, Settings
-    from tickonce._control.channel import LeaderUnavailable
-    from tickonce._dropin import AsyncIOScheduler, ScheduledJob, UnsupportedCallError
-    from tickonce._jobs.registry import JobDefinitionError, RunContext, current_run, job
+    from tickonce._config.settings import Settings
+    from tickonce._dropin import AsyncIOScheduler, ScheduledJob
+    from tickonce._exceptions import (
+        ConfigError,
+        JobDefinitionError,
+        JobsModuleError,
+        LeaderUnavailable,
+        NotStartedError,
+        TickonceError,
+        UnknownTaskError,
+        UnreadableJobError,
+        UnsupportedCallError,
+    )
+    from tickonce._jobs.registry import RunContext, current_run, job
 
 __all__ = [
     "AsyncIOScheduler",
@@ -37,10 +48,15 @@ __all__ = [
     "ConflictingIdError",
     "JobDefinitionError",
     "JobLookupError",
+    "JobsModuleError",
     "LeaderUnavailable",
+    "NotStartedError",
     "RunContext",
     "ScheduledJob",
     "Settings",
+    "TickonceError",
+    "UnknownTaskError",
+    "UnreadableJobError",
     "UnsupportedCallError",
     "current_run",
     "include_tickonce",
@@ -49,15 +65,20 @@ __all__ = [
 
 _HOME = {
     "AsyncIOScheduler": "tickonce._dropin",
-    "ConfigError": "tickonce._config.settings",
+    "ConfigError": "tickonce._exceptions",
     "ConflictingIdError": "apscheduler.jobstores.base",
-    "JobDefinitionError": "tickonce._jobs.registry",
+    "JobDefinitionError": "tickonce._exceptions",
     "JobLookupError": "apscheduler.jobstores.base",
-    "LeaderUnavailable": "tickonce._control.channel",
+    "JobsModuleError": "tickonce._exceptions",
+    "LeaderUnavailable": "tickonce._exceptions",
+    "NotStartedError": "tickonce._exceptions",
     "RunContext": "tickonce._jobs.registry",
     "ScheduledJob": "tickonce._dropin",
     "Settings": "tickonce._config.settings",
-    "UnsupportedCallError": "tickonce._dropin",
+    "TickonceError": "tickonce._exceptions",
+    "UnknownTaskError": "tickonce._exceptions",
+    "UnreadableJobError": "tickonce._exceptions",
+    "UnsupportedCallError": "tickonce._exceptions",
     "current_run": "tickonce._jobs.registry",
     "include_tickonce": "tickonce._api.integration",
     "job": "tickonce._jobs.registry",

@@ -38,10 +38,16 @@ from tzlocal import get_localzone
 from tickonce._bodies.worker import in_body_process
 from tickonce._config.settings import Settings, get_settings
 from tickonce._control.apply import describe_validation
-from tickonce._control.channel import CommandSender, LeaderUnavailable, Op
+from tickonce._control.channel import CommandSender, Op
 from tickonce._control.reads import JobView, job_page, read_job
+from tickonce._exceptions import (
+    JobDefinitionError,
+    LeaderUnavailable,
+    NotStartedError,
+    UnsupportedCallError,
+)
 from tickonce._jobs.policy import RunPolicy
-from tickonce._jobs.registry import DEFAULTS, JobDefinitionError, JobSpec, registry
+from tickonce._jobs.registry import DEFAULTS, JobSpec, registry
 from tickonce._jobs.schedules import JobUpdate
 from tickonce._leadership.contender import Contender
 from tickonce._leadership.stop_signals import on_stop_signals
@@ -52,23 +58,6 @@ logger = logging.getLogger("tickonce.dropin")
 
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-class UnsupportedCallError(ValueError):
-    """An APScheduler call the drop-in cannot honour across processes; the message says why
-    and what to do instead."""
-
-
-class NotStartedError(SchedulerNotRunningError):  # type: ignore[misc]
-    """A change to stored jobs before ``start()`` (APScheduler's SchedulerNotRunningError, with
-    a message saying why)."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
-
-    def __str__(self) -> str:
-        return self.message
 
 
 class _Unset:
@@ -448,7 +437,7 @@ class AsyncIOScheduler:
                     mode="json", exclude_unset=True
                 )
             except ValidationError as exc:
-                raise ValueError(f"job {job_id!r}: {describe_validation(exc)}") from None
+                raise JobDefinitionError(f"job {job_id!r}: {describe_validation(exc)}") from None
         engine = self._engine
         return engine.call(lambda e: e.command(op, job_id, payload))
 
@@ -600,7 +589,7 @@ class _Engine:
         if outcome.code == 404:
             raise JobLookupError(job_id)
         if outcome.code >= 400:
-            raise ValueError(f"job {job_id!r}: {outcome.detail}")
+            raise JobDefinitionError(f"job {job_id!r}: {outcome.detail}")
         return None if outcome.job is None else JobView.model_validate(outcome.job)
 
     def stop(self, *, wait: bool) -> None:

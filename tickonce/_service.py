@@ -13,8 +13,9 @@ import logging
 import signal
 import sys
 
-from tickonce._config.settings import ConfigError, Settings, exit_with_config_error
+from tickonce._config.settings import Settings, exit_with_config_error
 from tickonce._config.startup import prepare
+from tickonce._exceptions import ConfigError
 from tickonce._health import ALIVE_FILE
 from tickonce._jobs.registry import registry
 from tickonce._leadership.contender import Contender

@@ -9,7 +9,8 @@ import redis.asyncio as aioredis
 from fastapi import HTTPException, Request
 
 from tickonce._config.settings import Settings
-from tickonce._control.channel import CommandSender, LeaderUnavailable, Op, Outcome
+from tickonce._control.channel import CommandSender, Op, Outcome
+from tickonce._exceptions import LeaderUnavailable
 from tickonce._storage.clients import async_redis
 from tickonce._storage.keys import Keys
 

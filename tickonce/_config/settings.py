@@ -12,6 +12,7 @@ from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_va
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from redis.connection import URL_QUERY_ARGUMENT_PARSERS, parse_url
 
+from tickonce._exceptions import ConfigError
 from tickonce._storage.durability import Durability
 
 DEFAULT_JOBS_MODULES: list[str] = []
@@ -309,10 +310,6 @@ class Settings(BaseSettings):
         for secret in sorted(secrets, key=len, reverse=True):
             text = text.replace(secret, REDACTED)
         return text
-
-
-class ConfigError(Exception):
-    """A setting that cannot be used; the message names it and says what is wrong."""
 
 
 def describe_validation_error(error: ValidationError) -> str:

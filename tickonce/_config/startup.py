@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from tickonce._config.logs import configure_logging
-from tickonce._config.settings import ConfigError, Settings, exit_with_config_error, get_settings
-from tickonce._jobs.registry import JobsModuleError, load_job_modules
+from tickonce._config.settings import Settings, exit_with_config_error, get_settings
+from tickonce._exceptions import ConfigError, JobsModuleError
+from tickonce._jobs.registry import load_job_modules
 
 
 def prepare(exit_code: int = 2) -> Settings:

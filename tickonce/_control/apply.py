@@ -18,18 +18,23 @@ from redis.exceptions import RedisError
 
 from tickonce._control.channel import Command, Outcome
 from tickonce._control.reads import JobView
+from tickonce._exceptions import (
+    JobDefinitionError,
+    NotLeaderError,
+    TickonceError,
+    UnknownTaskError,
+)
 from tickonce._firing.scheduler import LeaderScheduler
 from tickonce._jobs.policy import RunPolicy
-from tickonce._jobs.registry import DEFAULTS, JobDefinitionError, Registry, check_kwargs
+from tickonce._jobs.registry import DEFAULTS, Registry, check_kwargs
 from tickonce._jobs.retention import JobRetention, keep_history
 from tickonce._jobs.schedules import JobCreate, JobUpdate, first_fire
-from tickonce._jobs.tasks import UnknownTaskError, resolve, run_task, task_of
-from tickonce._leadership.fencing import NotLeaderError
+from tickonce._jobs.tasks import resolve, run_task, task_of
 
 logger = logging.getLogger("tickonce.commands")
 
 
-class Refusal(Exception):
+class Refusal(TickonceError):
     """A command that cannot be applied as asked; becomes an answer with an HTTP status."""
 
     def __init__(self, code: int, detail: str) -> None:

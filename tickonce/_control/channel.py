@@ -28,6 +28,7 @@ from typing import Any, Literal
 import redis.asyncio as aioredis
 from pydantic import BaseModel, ValidationError
 
+from tickonce._exceptions import LeaderUnavailable
 from tickonce._firing.record import utcnow
 from tickonce._leadership.membership import live_members
 from tickonce._storage.keys import Keys
@@ -63,10 +64,6 @@ class Outcome(BaseModel):
     detail: str = ""
     job: dict[str, Any] | None = None
     applied_by: str = ""
-
-
-class LeaderUnavailable(Exception):
-    """No leader applied the command in time; the message says whether it can still apply."""
 
 
 class CommandSender:

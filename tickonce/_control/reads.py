@@ -18,6 +18,7 @@ import redis.asyncio as aioredis
 from apscheduler.job import Job
 from pydantic import BaseModel, Field
 
+from tickonce._exceptions import UnreadableJobError
 from tickonce._firing.record import RunRecord as RunRecord  # a ledger entry, as read
 from tickonce._jobs.policy import RunPolicy
 from tickonce._jobs.tasks import load_job, task_of
@@ -167,10 +168,6 @@ def job_from_state(state: bytes | str) -> Job:
     """A stored job, read-only (not bound to a scheduler)."""
     assert isinstance(state, bytes), "read jobs with a client made with decode=False"
     return load_job(state)
-
-
-class UnreadableJobError(Exception):
-    """A stored job this code cannot load (stored by another version, or damaged)."""
 
 
 async def read_job(client: aioredis.Redis, keys: Keys, job_id: str) -> Job | None:

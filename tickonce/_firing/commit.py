@@ -25,9 +25,10 @@ import redis
 from apscheduler.util import utc_timestamp_to_datetime
 from redis.client import Pipeline
 
+from tickonce._exceptions import NotLeaderError
 from tickonce._firing.record import Claim, RunRecord, fire_ms
 from tickonce._firing.tokens import token
-from tickonce._leadership.fencing import LeaderTerm, NotLeaderError
+from tickonce._leadership.fencing import LeaderTerm
 from tickonce._storage.clients import evalsha, pipelined_scripts, text
 from tickonce._storage.counters import counter_names, run_increments
 from tickonce._storage.durability import NONE, Durability

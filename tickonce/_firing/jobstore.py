@@ -18,8 +18,9 @@ from apscheduler.jobstores.base import ConflictingIdError, JobLookupError
 from apscheduler.jobstores.redis import RedisJobStore
 from apscheduler.util import datetime_to_utc_timestamp
 
+from tickonce._exceptions import NotLeaderError
 from tickonce._jobs.tasks import dump_job, load_job
-from tickonce._leadership.fencing import LeaderTerm, NotLeaderError
+from tickonce._leadership.fencing import LeaderTerm
 from tickonce._storage.clients import text
 from tickonce._storage.keys import Keys
 

@@ -27,12 +27,13 @@ from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
 
 from tickonce._bodies.pool import BodyPool, BodyRun
 from tickonce._bodies.worker import BodyRef
+from tickonce._exceptions import UnknownTaskError
 from tickonce._firing import record
 from tickonce._firing.record import Claim, RunLedger, RunRecord, utcnow
 from tickonce._firing.tokens import token
 from tickonce._jobs.policy import RunPolicy
 from tickonce._jobs.registry import Registry, RunContext
-from tickonce._jobs.tasks import UnknownTaskError, resolve, task_of
+from tickonce._jobs.tasks import resolve, task_of
 from tickonce._storage.clients import text
 from tickonce._storage.keys import Keys
 

@@ -25,7 +25,7 @@ from apscheduler.schedulers import SchedulerNotRunningError
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.schedulers.base import STATE_PAUSED, STATE_STOPPED, BaseScheduler
 
-from tickonce._leadership.fencing import NotLeaderError
+from tickonce._exceptions import NotLeaderError
 
 logger = logging.getLogger(__name__)
 

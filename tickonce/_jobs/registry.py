@@ -23,6 +23,7 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
+from tickonce._exceptions import JobDefinitionError, JobsModuleError
 from tickonce._jobs.policy import RunPolicy, removed_spellings, resolve_catch_up
 from tickonce._jobs.schedules import JOB_ID_PATTERN
 
@@ -36,10 +37,6 @@ TRIGGERS: dict[str, type[BaseTrigger]] = {
 DEFAULT_TIMEZONE = "UTC"
 # APScheduler's own job defaults, stated here so the code definition is complete.
 DEFAULTS: dict[str, Any] = {"max_instances": 1, "misfire_grace_time": 1, "coalesce": True}
-
-
-class JobDefinitionError(ValueError):
-    """A ``@job`` that cannot be scheduled; the message names the job and what to fix."""
 
 
 @dataclass(frozen=True)
@@ -250,10 +247,6 @@ def _where(func: Callable[..., Any]) -> str:
 
 registry = Registry()
 job = registry.job
-
-
-class JobsModuleError(Exception):
-    """A module listed in JOBS_MODULES that cannot be imported."""
 
 
 def load_job_modules(modules: Iterable[str]) -> None:

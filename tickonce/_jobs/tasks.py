@@ -17,11 +17,8 @@ from typing import Any
 
 from apscheduler.job import Job
 
+from tickonce._exceptions import UnknownTaskError
 from tickonce._jobs.registry import JobSpec, Registry, registry
-
-
-class UnknownTaskError(LookupError):
-    """The job's task is not registered in this process (its module is not in JOBS_MODULES)."""
 
 
 def resolve(task: str, jobs: Registry = registry) -> JobSpec:

@@ -16,7 +16,8 @@ import logging
 from typing import Literal
 
 from tickonce._bodies.pool import BodyPool
-from tickonce._config.settings import ConfigError, Settings
+from tickonce._config.settings import Settings
+from tickonce._exceptions import ConfigError
 from tickonce._jobs.registry import Registry
 from tickonce._leadership.membership import Membership, live_members
 from tickonce._leadership.shard import RedisWatch, Shard

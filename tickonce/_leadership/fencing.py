@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-
-class NotLeaderError(Exception):
-    """This process cannot prove it still leads; it must not fire or write the job store."""
+from tickonce._exceptions import NotLeaderError
 
 
 class LeaderTerm:

@@ -8,6 +8,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from tickonce._exceptions import NotDurableError
 from tickonce._storage.clients import evalsha, pipelined_scripts_async, text
 from tickonce._storage.counters import counter_names
 from tickonce._storage.durability import NONE, Durability
@@ -45,10 +46,6 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
 end
 return 0
 """
-
-
-class NotDurableError(Exception):
-    """A new epoch too few replicas acknowledged (CLAIM_MIN_REPLICAS)."""
 
 
 class Lease:

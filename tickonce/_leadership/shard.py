@@ -21,6 +21,7 @@ from tickonce._bodies.pool import BodyPool
 from tickonce._config.settings import Settings
 from tickonce._control.apply import Control
 from tickonce._control.channel import CommandConsumer
+from tickonce._exceptions import NotDurableError, NotLeaderError
 from tickonce._firing.commit import FireCycle
 from tickonce._firing.jobstore import FencedRedisJobStore
 from tickonce._firing.path import FirePath
@@ -30,8 +31,8 @@ from tickonce._firing.scheduler import LeaderScheduler
 from tickonce._jobs.registry import DEFAULTS, Registry
 from tickonce._jobs.retention import JobRetention
 from tickonce._jobs.sync import sync_registered_jobs
-from tickonce._leadership.fencing import LeaderTerm, NotLeaderError
-from tickonce._leadership.lease import Lease, NotDurableError
+from tickonce._leadership.fencing import LeaderTerm
+from tickonce._leadership.lease import Lease
 from tickonce._leadership.membership import live_members
 from tickonce._storage.clients import REDIS_ERRORS, sync_redis
 from tickonce._storage.counters import LEASE_RENEWAL_FAILURES

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import redis.asyncio as aioredis
 
-from tickonce._config.settings import ConfigError
+from tickonce._exceptions import ConfigError
 from tickonce._storage.clients import text
 from tickonce._storage.keys import Keys
 

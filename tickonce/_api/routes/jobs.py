@@ -14,14 +14,14 @@ from tickonce._control.reads import (
     JOBS_PAGE_DEFAULT,
     JOBS_PAGE_MAX,
     JobView,
-    UnreadableJobError,
     job_page,
     read_job,
     run_page,
 )
-from tickonce._jobs.registry import JobDefinitionError, check_kwargs, registry
+from tickonce._exceptions import JobDefinitionError, UnknownTaskError, UnreadableJobError
+from tickonce._jobs.registry import check_kwargs, registry
 from tickonce._jobs.schedules import JobCreate, JobUpdate
-from tickonce._jobs.tasks import UnknownTaskError, resolve
+from tickonce._jobs.tasks import resolve
 
 router = APIRouter(prefix="/jobs", tags=["jobs"], route_class=TickonceRoute)
 
