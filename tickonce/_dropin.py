@@ -3,11 +3,12 @@ per fire time across every worker and server that shares ``REDIS_URL``.
 
 The recipe creates a scheduler in ``lifespan``, adds its jobs and starts it, in every gunicorn
 worker. Here each of those schedulers is a contender for one cluster-wide lease (see
-contender.py), running on a loop of its own in a background thread: the leader fires the jobs,
-the others stand by. What ``add_job`` adds is this process's code definition of a job (the same
-as ``@job``); the leader keeps the stored schedule in line with what the live processes define.
-Changes to a stored job (pause, resume, reschedule, modify, remove of a job created through the
-API) go to the leader as commands and return once it applied them, like the HTTP API's.
+_leadership/contender.py), running on a loop of its own in a background thread: the leader
+fires the jobs, the others stand by. What ``add_job`` adds is this process's code definition of
+a job (the same as ``@job``); the leader keeps the stored schedule in line with what the live
+processes define. Changes to a stored job (pause, resume, reschedule, modify, remove of a job
+created through the API) go to the leader as commands and return once it applied them, like the
+HTTP API's.
 
 A call that cannot mean the same thing across processes fails at once with
 ``UnsupportedCallError`` saying why and what to do instead.

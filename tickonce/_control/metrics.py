@@ -1,7 +1,7 @@
 """Cluster-wide metrics, kept in Redis so every worker of every replica reports the same truth.
 
 The Lua calls that record runs also count them (no extra round trip on the hot path; the names
-are counters.py's); the API renders the counts in Prometheus' text format.
+are _storage/counters.py's); the API renders the counts in Prometheus' text format.
 """
 
 from __future__ import annotations

@@ -43,7 +43,7 @@ BATCH = 100
 # Forget jobs that are gone. Per job, unless it is in the job store or defined in code:
 # - its fields in the counters hash: every field whose second SEP-separated part is the job id
 #   (runs|<job>|<status>, lateness|<job>|<bucket>, lateness_sum|<job>, duration|..., as
-#   counters.py names them), found by one HSCAN over the hash for all jobs;
+#   _storage/counters.py names them), found by one HSCAN over the hash for all jobs;
 # - its decided mark (a job created again under its id is a new job and starts clean);
 # - its claims in inflight whose run is already in its ledger (same scheduled time, or same
 #   run-now command); a claim of a run still going stays until that run is recorded;

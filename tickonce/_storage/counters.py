@@ -1,10 +1,9 @@
 """Every counter name: the fields of the ``counters`` hash that /metrics renders.
 
 The Lua calls that record runs, refuse claims and take the lease count as they go (no extra
-round trip on the hot path); they take these names from here, and metrics.py parses them back.
-A job's own counters carry its id as the second ``SEP``-separated part (retention.py forgets
-them by that).
-"""
+round trip on the hot path); they take these names from here, and _control/metrics.py parses
+them back. A job's own counters carry its id as the second ``SEP``-separated part
+(_jobs/retention.py forgets them by that)."""
 
 from __future__ import annotations
 
