@@ -6,7 +6,8 @@ with one line, before any worker boots.
 """
 
 from tickonce._config.logs import logging_config
-from tickonce._config.settings import ConfigError, exit_with_config_error, get_settings
+from tickonce._config.settings import exit_with_config_error, get_settings
+from tickonce._exceptions import ConfigError
 
 try:
     _settings = get_settings()

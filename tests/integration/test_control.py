@@ -22,9 +22,10 @@ from tickonce._api.app import create_app
 from tickonce._config.settings import Settings
 from tickonce._control.apply import Control
 from tickonce._control.channel import Command, Outcome
+from tickonce._exceptions import NotLeaderError
 from tickonce._jobs.registry import Registry
 from tickonce._jobs.retention import JobRetention
-from tickonce._leadership.fencing import LeaderTerm, NotLeaderError
+from tickonce._leadership.fencing import LeaderTerm
 from tickonce._storage.keys import Keys
 
 TOKEN = "test-token-0123456789abcdef"

@@ -8,10 +8,11 @@ import pytest
 import redis
 
 from tests.support.leading import paused_leader
+from tickonce._exceptions import NotLeaderError
 from tickonce._firing.scheduler import LeaderScheduler
 from tickonce._jobs.registry import Registry
 from tickonce._jobs.sync import sync_registered_jobs
-from tickonce._leadership.fencing import LeaderTerm, NotLeaderError
+from tickonce._leadership.fencing import LeaderTerm
 from tickonce._storage.keys import Keys
 
 

@@ -14,12 +14,13 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from tests.support.redis_server import RedisServer
+from tickonce._exceptions import NotLeaderError
 from tickonce._firing.commit import ClaimResult, FireCycle, FirePlan
 from tickonce._firing.jobstore import FencedRedisJobStore
 from tickonce._firing.record import Claim, RunLedger, RunRecord
 from tickonce._firing.run import refresh_slots
 from tickonce._jobs.tasks import run_task
-from tickonce._leadership.fencing import LeaderTerm, NotLeaderError
+from tickonce._leadership.fencing import LeaderTerm
 from tickonce._leadership.lease import Lease, read_leader
 from tickonce._storage.keys import Keys
 

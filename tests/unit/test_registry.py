@@ -4,13 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tickonce._jobs.registry import (
-    JobDefinitionError,
-    JobsModuleError,
-    Registry,
-    current_run,
-    load_job_modules,
-)
+from tickonce._exceptions import JobDefinitionError, JobsModuleError
+from tickonce._jobs.registry import Registry, current_run, load_job_modules
 
 
 def work() -> None: ...

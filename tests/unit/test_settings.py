@@ -9,7 +9,8 @@ import pytest
 from pydantic import ValidationError
 
 from tests.support.processes import BIN, REPO
-from tickonce._config.settings import ConfigError, Settings, describe_validation_error, get_settings
+from tickonce._config.settings import Settings, describe_validation_error, get_settings
+from tickonce._exceptions import ConfigError
 
 
 def test_defaults_and_comma_separated_modules(monkeypatch: pytest.MonkeyPatch) -> None:
