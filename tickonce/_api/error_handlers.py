@@ -16,13 +16,9 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ReadOnlyError, RedisClusterException
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from tickonce._api.models import ErrorOut
-
-REDIS_UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, ReadOnlyError, RedisClusterException)
+from tickonce._storage.clients import REDIS_TROUBLE
 
 UNAVAILABLE: dict[int | str, dict[str, Any]] = {
     413: {"model": ErrorOut, "description": "The request body is too large."},
@@ -41,7 +37,7 @@ class TickonceRoute(APIRoute):
                 return await handler(request)
             except RequestValidationError as exc:
                 return invalid_request(exc)
-            except REDIS_UNAVAILABLE as exc:
+            except REDIS_TROUBLE as exc:
                 return redis_unavailable(request, exc)
 
         return answered

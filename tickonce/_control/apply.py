@@ -14,7 +14,6 @@ from typing import Any
 from apscheduler.job import Job
 from apscheduler.schedulers.base import BaseScheduler
 from pydantic import ValidationError
-from redis.exceptions import RedisError
 
 from tickonce._control.channel import Command, Outcome
 from tickonce._control.reads import JobView
@@ -30,6 +29,7 @@ from tickonce._jobs.registry import DEFAULTS, Registry, check_kwargs
 from tickonce._jobs.retention import JobRetention, keep_history
 from tickonce._jobs.schedules import JobCreate, JobUpdate, first_fire
 from tickonce._jobs.tasks import resolve, run_task, task_of
+from tickonce._storage.clients import REDIS_TROUBLE
 
 logger = logging.getLogger("tickonce.commands")
 
@@ -86,7 +86,9 @@ class Control:
             return Outcome(status="done", code=422, detail=describe_validation(exc))
         except (JobDefinitionError, UnknownTaskError, ValueError) as exc:
             return Outcome(status="done", code=422, detail=str(exc))
-        except (NotLeaderError, RedisError):
+        except NotLeaderError:
+            raise
+        except REDIS_TROUBLE:
             raise
         except Exception as exc:
             logger.exception("command %s %s %s failed", command.id, command.op, command.job_id)
@@ -202,7 +204,7 @@ class Control:
         # the answer even if this fails: the leader's sweep forgets the job later.
         try:
             forgotten = self._retention.forget(job.id)
-        except RedisError as exc:
+        except REDIS_TROUBLE as exc:
             logger.warning("job %s deleted; forgetting its state failed (%s)", job.id, exc)
         else:
             if forgotten is not None and (forgotten.claims_kept or forgotten.slots_kept):

@@ -31,6 +31,7 @@ from pydantic import BaseModel, ValidationError
 from tickonce._exceptions import LeaderUnavailable
 from tickonce._firing.record import utcnow
 from tickonce._leadership.membership import live_members
+from tickonce._storage.clients import REDIS_TROUBLE
 from tickonce._storage.keys import Keys
 
 logger = logging.getLogger("tickonce.commands")
@@ -205,7 +206,7 @@ class CommandConsumer:
         self._next_prune = now + self._prune_seconds
         try:
             await self.prune_consumers()
-        except aioredis.RedisError as exc:
+        except REDIS_TROUBLE as exc:
             logger.warning("could not delete the command group's gone consumers (%s)", exc)
 
     async def prune_consumers(self) -> list[str]:

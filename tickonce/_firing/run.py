@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import NamedTuple
 
-import redis
 import redis.asyncio as aioredis
 from apscheduler.job import Job
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
@@ -34,7 +33,7 @@ from tickonce._firing.tokens import token
 from tickonce._jobs.policy import RunPolicy
 from tickonce._jobs.registry import Registry, RunContext
 from tickonce._jobs.tasks import resolve, task_of
-from tickonce._storage.clients import text
+from tickonce._storage.clients import REDIS_TROUBLE, text
 from tickonce._storage.keys import Keys
 
 logger = logging.getLogger("tickonce.runs")
@@ -178,7 +177,7 @@ class Runner:
         """Give the slot back once the (last) body really ended (after a shutdown cut it)."""
         if batch.run is not None and not batch.run.done:
             await asyncio.wait([batch.run.ended])
-            with contextlib.suppress(redis.RedisError):  # else it expires once not refreshed
+            with contextlib.suppress(*REDIS_TROUBLE):  # else it expires once not refreshed
                 await self._client.zrem(self._keys.running(batch.job_id), batch.slot)
         if batch.deadline is not None:
             batch.deadline.cancel()
@@ -291,10 +290,10 @@ class Runner:
         the fire stays in ``recording``, so no leader records it as lost meanwhile."""
         try:
             written = await self._ledger.finish(ended, release_slot=release_slot)
-        except redis.RedisError:
+        except REDIS_TROUBLE:
             written = False
             async for attempt in AsyncRetrying(
-                retry=retry_if_exception_type(redis.RedisError),
+                retry=retry_if_exception_type(REDIS_TROUBLE),
                 wait=wait_exponential(multiplier=0.1, max=5),
                 reraise=True,
             ):
@@ -323,7 +322,7 @@ class Runner:
                 [(b.job_id, b.slot) for b in batches],
                 int(self.slot_window * 1000),
             )
-        except redis.RedisError:
+        except REDIS_TROUBLE:
             return
         for batch in batches:
             if batch.slot in lost:

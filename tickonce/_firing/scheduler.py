@@ -18,7 +18,6 @@ from datetime import UTC, datetime
 from threading import TIMEOUT_MAX
 from typing import Any, Protocol, TypeVar
 
-import redis
 from apscheduler.executors.base import BaseExecutor
 from apscheduler.job import Job
 from apscheduler.schedulers import SchedulerNotRunningError
@@ -26,6 +25,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.schedulers.base import STATE_PAUSED, STATE_STOPPED, BaseScheduler
 
 from tickonce._exceptions import NotLeaderError
+from tickonce._storage.clients import REDIS_TROUBLE
 
 logger = logging.getLogger(__name__)
 
@@ -173,7 +173,7 @@ class LeaderScheduler(AsyncIOScheduler):  # type: ignore[misc]
         except NotLeaderError as exc:
             self._on_not_leader(str(exc))
             return None
-        except redis.RedisError as exc:
+        except REDIS_TROUBLE as exc:
             logger.warning(
                 "job store unavailable (%s); retrying in %.1fs", exc, self._retry_seconds
             )

@@ -21,7 +21,7 @@ from tickonce._exceptions import ConfigError
 from tickonce._jobs.registry import Registry
 from tickonce._leadership.membership import Membership, live_members
 from tickonce._leadership.shard import RedisWatch, Shard
-from tickonce._storage.clients import REDIS_ERRORS, async_redis, runner_id, text
+from tickonce._storage.clients import REDIS_TROUBLE, async_redis, runner_id, text
 from tickonce._storage.keys import Keys
 from tickonce._storage.layout import check_layout
 
@@ -110,7 +110,7 @@ class Contender:
             try:
                 await self._pass(loop.time())
                 self._watch.answers()
-            except REDIS_ERRORS as exc:
+            except REDIS_TROUBLE as exc:
                 self._watch.trouble(exc)
             for shard in self.shards:
                 await shard.keep_slots()
@@ -212,7 +212,7 @@ class Contender:
         for shard in self.shards:
             await shard.hand_over("shutting down")
         await self.drain(self.settings.shutdown_grace_seconds)
-        with contextlib.suppress(*REDIS_ERRORS):
+        with contextlib.suppress(*REDIS_TROUBLE):
             await self._membership.leave()
         await self._bodies.close()
         await self._redis.aclose()

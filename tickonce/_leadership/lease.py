@@ -89,6 +89,9 @@ class Lease:
             self._durability.queue(pipe)  # the same connection, right after the epoch
 
         answers = await pipelined_scripts_async(self._client, queue, [self._acquire])
+        for answer in answers:  # a pipeline's errors come back as answers (Redis trouble)
+            if isinstance(answer, Exception):
+                raise answer
         epoch = int(answers[0])
         if not epoch:
             return None

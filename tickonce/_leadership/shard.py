@@ -34,7 +34,7 @@ from tickonce._jobs.sync import sync_registered_jobs
 from tickonce._leadership.fencing import LeaderTerm
 from tickonce._leadership.lease import Lease
 from tickonce._leadership.membership import live_members
-from tickonce._storage.clients import REDIS_ERRORS, sync_redis
+from tickonce._storage.clients import REDIS_TROUBLE, sync_redis
 from tickonce._storage.counters import LEASE_RENEWAL_FAILURES
 from tickonce._storage.keys import Keys
 
@@ -166,7 +166,7 @@ class Shard:
             try:
                 await self._lease.release()
                 logger.info("released the lease%s for another contender to take", self._of)
-            except REDIS_ERRORS as exc:
+            except REDIS_TROUBLE as exc:
                 logger.warning("could not release the lease%s (%s); it expires", self._of, exc)
 
     async def drain(self, grace: float) -> None:
@@ -213,7 +213,7 @@ class Shard:
             try:
                 await self._renew()
                 self._watch.answers()
-            except REDIS_ERRORS as exc:
+            except REDIS_TROUBLE as exc:
                 self._watch.trouble(exc)
 
     async def _renew(self) -> None:
@@ -223,7 +223,7 @@ class Shard:
         sent = loop.time()
         try:
             renewed = await self._lease.renew()
-        except REDIS_ERRORS:
+        except REDIS_TROUBLE:
             self._unreported_renewal_failures += 1
             raise
         if term is not self._term:
@@ -278,7 +278,7 @@ class Shard:
             asyncio.get_running_loop().create_task(self._release_quietly())
 
     async def _release_quietly(self) -> None:
-        with contextlib.suppress(*REDIS_ERRORS):
+        with contextlib.suppress(*REDIS_TROUBLE):
             await self._lease.release()
 
     def _start_scheduler(self, term: LeaderTerm) -> _LeaderRun:
@@ -385,7 +385,7 @@ class Shard:
         except NotLeaderError as exc:
             if self._leader is leader:
                 self._fence(str(exc))
-        except REDIS_ERRORS as exc:
+        except REDIS_TROUBLE as exc:
             logger.warning("leader housekeeping could not reach Redis (%s); trying again", exc)
         except Exception:
             logger.exception("leader housekeeping failed; trying again later")
@@ -399,7 +399,7 @@ class Shard:
             except NotLeaderError as exc:
                 self._fence(str(exc))
                 return
-            except REDIS_ERRORS as exc:
+            except REDIS_TROUBLE as exc:
                 # Unacknowledged commands stay pending and are claimed again, in order.
                 logger.warning("reading commands failed (%s); retrying", exc)
             except Exception:

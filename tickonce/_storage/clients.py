@@ -27,9 +27,12 @@ from redis.sentinel import Sentinel
 
 from tickonce._config.settings import Settings
 
-# What Redis trouble raises: a Redis Cluster client raises RedisClusterException (not a
-# RedisError) when no node of the cluster can be reached.
-REDIS_ERRORS: tuple[type[Exception], ...] = (RedisError, RedisClusterException)
+# Redis trouble: what a call to Redis raises when Redis cannot serve it, whichever the client
+# (plain, Sentinel or Cluster; tests/integration/test_redis_trouble.py). Everything that rides
+# out Redis being away catches this, and the API answers it with 503. A Sentinel client raises
+# MasterNotFoundError (a ConnectionError) when no Sentinel names a master; a Cluster client
+# raises RedisClusterException, which is not a RedisError, once no node can be reached.
+REDIS_TROUBLE: tuple[type[Exception], ...] = (RedisError, RedisClusterException)
 
 # One quick retry absorbs a pooled connection that died with a Redis restart; anything longer
 # must surface as an error so callers can fence themselves or answer 503.

@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 from tickonce._api.error_handlers import TickonceRoute
 from tickonce._api.models import ErrorOut, StatusOut
 from tickonce._api.state import ApiState, get_state
-from tickonce._storage.clients import REDIS_ERRORS
+from tickonce._storage.clients import REDIS_TROUBLE
 from tickonce._storage.layout import layout_problem
 
 router = APIRouter(tags=["health"], route_class=TickonceRoute)
@@ -37,7 +37,7 @@ async def readyz(state: Annotated[ApiState, Depends(get_state)]) -> StatusOut | 
     settings = state.settings
     try:
         problem = await layout_problem(state.redis, state.keys)
-    except REDIS_ERRORS as exc:
+    except REDIS_TROUBLE as exc:
         return JSONResponse(
             status_code=503,
             content={
