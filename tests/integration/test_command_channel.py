@@ -32,20 +32,31 @@ def settings(redis_server: RedisServer, make_settings: Callable[..., Settings]) 
 
 
 @pytest.fixture
-def leading(settings: Settings) -> Iterator[Callable[[], TestClient]]:
-    """Start the API in embedded mode (its worker leads) once the jobs are synced."""
+def leading(settings: Settings, client: redis.Redis) -> Iterator[Callable[[], TestClient]]:
+    """Start the API in embedded mode (its worker leads) once the jobs are synced and the
+    leader reads commands."""
     started: list[TestClient] = []
+    keys = Keys(settings.key_prefix)
 
     def start() -> TestClient:
         http = TestClient(create_app(settings)).__enter__()
         started.append(http)
         wait_until(lambda: http.get("/scheduler").json()["leader"] is not None, 15, "a leader")
         wait_until(lambda: http.get("/jobs/greet").status_code == 200, 10, "jobs synced")
+        wait_until(lambda: has_command_group(client, keys), 15, "the leader's command group")
         return http
 
     yield start
     for http in started:
         http.__exit__(None, None, None)
+
+
+def has_command_group(client: redis.Redis, keys: Keys) -> bool:
+    try:
+        groups = client.xinfo_groups(keys.commands)
+    except redis.ResponseError:  # no stream yet
+        return False
+    return any(group["name"] == keys.command_group for group in groups)
 
 
 def command(op: Op, job_id: str) -> Command:
