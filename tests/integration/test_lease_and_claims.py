@@ -17,6 +17,7 @@ from tests.support.redis_server import RedisServer
 from tickonce._exceptions import NotLeaderError
 from tickonce._firing.commit import ClaimResult, FireCycle, FirePlan
 from tickonce._firing.jobstore import FencedRedisJobStore
+from tickonce._firing.outcome import Status
 from tickonce._firing.record import Claim, RunLedger, RunRecord
 from tickonce._firing.run import refresh_slots
 from tickonce._jobs.tasks import run_task
@@ -60,7 +61,7 @@ def fire(
     full = RunRecord(
         claim.job_id,
         claim.scheduled_at,
-        "skipped",
+        Status.SKIPPED,
         claim.runner,
         claim.epoch,
         reason="max_instances (1) reached",
@@ -180,7 +181,7 @@ async def test_a_claimed_fire_is_recorded_once(
     aclient: aioredis.Redis, client: redis.Redis, prefix: str
 ) -> None:
     ledger = claimed_fire(client, aclient, Keys(prefix), runner="a:1")
-    record = RunRecord("job", FIRE, "succeeded", "a:1", 1, duration_ms=1.0)
+    record = RunRecord("job", FIRE, Status.SUCCEEDED, "a:1", 1, duration_ms=1.0)
 
     assert await ledger.finish(record)
     lost = await ledger.record_lost(lambda _: True)
@@ -195,7 +196,7 @@ async def test_a_dead_runners_claim_is_recorded_as_lost(
     ledger = claimed_fire(client, aclient, Keys(prefix), runner="dead:1")
 
     assert await ledger.record_lost(lambda c: c.runner == "dead:1") == 1
-    late = RunRecord("job", FIRE, "succeeded", "dead:1", 1)
+    late = RunRecord("job", FIRE, Status.SUCCEEDED, "dead:1", 1)
     assert not await ledger.finish(late), (
         "a runner finishing after being recorded lost adds nothing"
     )
@@ -210,7 +211,7 @@ def test_the_ledger_is_capped(client: redis.Redis, prefix: str) -> None:
     for n in range(8):
         at = FIRE + timedelta(seconds=n)
         unrun.append(
-            (claim(1, at=at), RunRecord("job", at, "skipped", "a:1", 1, reason="coalesced"))
+            (claim(1, at=at), RunRecord("job", at, Status.SKIPPED, "a:1", 1, reason="coalesced"))
         )
     assert record_unrun(client, keys, unrun, max_entries=5) == [ClaimResult.GRANTED] * 8
     assert client.xlen(keys.runs("job")) == 5
@@ -271,7 +272,7 @@ async def test_max_instances_is_counted_across_the_cluster(
     assert (refused.status, refused.reason) == ("skipped", "max_instances (1) reached"), (
         "a refused fire is recorded as skipped, in the same step"
     )
-    record = RunRecord("job", first.scheduled_at, "succeeded", "a:1", 1)
+    record = RunRecord("job", first.scheduled_at, Status.SUCCEEDED, "a:1", 1)
     assert await ledger.finish(record, release_slot="a:1#x")
     assert fire(client, keys, third, limit=1, slot="b:2#z") is ClaimResult.GRANTED
 
@@ -298,7 +299,7 @@ async def test_runs_ending_together_are_each_recorded_once(
         assert fire(client, keys, claim(1, at=at), limit=1000) is ClaimResult.GRANTED
 
     def record(at: datetime, runner: str) -> RunRecord:
-        return RunRecord("job", at, "succeeded", runner, 1)
+        return RunRecord("job", at, Status.SUCCEEDED, runner, 1)
 
     written = await asyncio.gather(
         *(ledger.finish(record(at, runner)) for at in times for runner in ("a:1", "sweep"))
@@ -322,7 +323,7 @@ async def test_claims_and_records_land_after_redis_forgot_its_scripts(
     assert fire(client, keys, first) is ClaimResult.GRANTED
     assert fire(client, keys, second) is ClaimResult.GRANTED
     client.script_flush()
-    ends = [RunRecord("job", c.scheduled_at, "succeeded", "a:1", 1) for c in (first, second)]
+    ends = [RunRecord("job", c.scheduled_at, Status.SUCCEEDED, "a:1", 1) for c in (first, second)]
     assert await asyncio.gather(*(ledger.finish(end) for end in ends)) == [True, True]
     assert [e.status for e in await ledger.recent("job", 10)] == ["succeeded", "succeeded"]
 

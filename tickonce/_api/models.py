@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from tickonce._control.reads import RunRecord
+from tickonce._firing.outcome import Status
 from tickonce._leadership.membership import Member
 
 
@@ -27,8 +28,12 @@ class RunOut(BaseModel):
     scheduled_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
-    status: Literal["succeeded", "failed", "skipped", "missed"]
-    reason: str
+    status: Status
+    reason: str = Field(
+        description="Why it did not succeed: a code (exception, timeout, cancelled, crashed, "
+        "slot_lost, runner_lost, claim_not_durable, max_instances, unknown_task, coalesced, "
+        "catch_up, missed), possibly followed by a detail; empty for a success."
+    )
     duration_ms: float | None
     runner: str = Field(description="host:pid:nonce of the process that ran or recorded it.")
     epoch: int = Field(description="Fencing epoch of the leader term that claimed it.")

@@ -24,13 +24,15 @@ from datetime import datetime, timedelta
 
 from apscheduler.job import Job
 
-from tickonce._firing.record import Status
+from tickonce._firing.outcome import Reason, Status
 from tickonce._jobs.policy import RunPolicy
 
 CHUNK = 1000  # overdue fire times of one job decided in one wakeup, at most
 WAKEUP_BUDGET = 2_000  # trigger steps of one wakeup across all jobs (~30 ms; the rest wait)
 CATCH_UP_AFTER = timedelta(seconds=1)  # a fire time handed over later is being caught up
 BACKLOG_EXCUSE = timedelta(seconds=60)
+
+CATCH_UP_SKIP = Reason.CATCH_UP.detailed("skip", "=")
 
 
 @dataclass
@@ -47,7 +49,7 @@ class Decision:
 
     @property
     def missed(self) -> list[datetime]:
-        return [at for times, status, _ in self.not_run if status == "missed" for at in times]
+        return [at for times, status, _ in self.not_run if status == Status.MISSED for at in times]
 
 
 def due(job: Job, times: list[datetime], judged_at: datetime) -> Decision:
@@ -56,8 +58,8 @@ def due(job: Job, times: list[datetime], judged_at: datetime) -> Decision:
     policy = RunPolicy.of(job)
     decision = Decision()
     if job.coalesce:  # only the newest is a candidate to run (APScheduler's flag)
-        skipped = "catch_up=skip" if policy.catch_up == "skip" else "coalesced"
-        decision.add_not_run(times[:-1], "skipped", skipped)
+        skipped = CATCH_UP_SKIP if policy.catch_up == "skip" else Reason.COALESCED
+        decision.add_not_run(times[:-1], Status.SKIPPED, skipped)
         times = times[-1:]
     grace = job.misfire_grace_time
     missed, skipped_times = [], []
@@ -71,10 +73,14 @@ def due(job: Job, times: list[datetime], judged_at: datetime) -> Decision:
             decision.run.append(at)
     if len(missed) == 1:
         late_by = (judged_at - missed[0]).total_seconds()
-        decision.add_not_run(missed, "missed", f"missed by {late_by:.3f}s")
+        decision.add_not_run(
+            missed, Status.MISSED, Reason.MISSED.detailed(f"by {late_by:.3f}s", " ")
+        )
     else:
-        decision.add_not_run(missed, "missed", f"missed: more than {grace}s late")
-    decision.add_not_run(skipped_times, "skipped", "catch_up=skip")
+        decision.add_not_run(
+            missed, Status.MISSED, Reason.MISSED.detailed(f"more than {grace}s late")
+        )
+    decision.add_not_run(skipped_times, Status.SKIPPED, CATCH_UP_SKIP)
     return decision
 
 
@@ -85,13 +91,13 @@ def backlog_chunk(job: Job, times: list[datetime], judged_at: datetime) -> Decis
     cutoff = judged_at - timedelta(seconds=grace) if grace is not None else None
     missed = [at for at in times if cutoff is not None and at < cutoff]
     reason = {
-        "coalesce": "coalesced",
-        "skip": "catch_up=skip",
-        "all": f"catch_up=all: more than {CHUNK} overdue at once",
+        "coalesce": Reason.COALESCED,
+        "skip": CATCH_UP_SKIP,
+        "all": Reason.CATCH_UP.detailed(f"all: more than {CHUNK} overdue at once", "="),
     }[RunPolicy.of(job).catch_up]
     decision = Decision()
-    decision.add_not_run(missed, "missed", f"missed: more than {grace}s late")
-    decision.add_not_run(times[len(missed) :], "skipped", reason)
+    decision.add_not_run(missed, Status.MISSED, Reason.MISSED.detailed(f"more than {grace}s late"))
+    decision.add_not_run(times[len(missed) :], Status.SKIPPED, reason)
     return decision
 
 

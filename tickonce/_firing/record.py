@@ -12,16 +12,15 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Any
 
 import redis.asyncio as aioredis
 from redis.asyncio.client import Pipeline
 
+from tickonce._firing.outcome import Reason, Status
 from tickonce._storage.clients import evalsha, pipelined_scripts_async, text
 from tickonce._storage.counters import flat, run_increments
 from tickonce._storage.keys import Keys
-
-Status = Literal["succeeded", "failed", "skipped", "missed"]
 
 
 def utcnow() -> datetime:
@@ -113,7 +112,7 @@ class RunRecord:
         return cls(
             job_id=fields["job_id"],
             scheduled_at=scheduled_at,
-            status=fields["status"],  # type: ignore[arg-type]
+            status=Status(fields["status"]),
             runner=fields.get("runner", ""),
             epoch=int(fields.get("epoch") or 0),
             started_at=parse_iso(fields.get("started_at", "")),
@@ -203,7 +202,7 @@ def refused(claim: Claim, max_instances: int) -> RunRecord:
     return RunRecord(
         claim.job_id,
         claim.scheduled_at,
-        "skipped",
+        Status.SKIPPED,
         claim.runner,
         claim.epoch,
         finished_at=claim.claimed_at,
@@ -213,7 +212,7 @@ def refused(claim: Claim, max_instances: int) -> RunRecord:
 
 
 def refused_reason(max_instances: int) -> str:
-    return f"max_instances ({max_instances}) reached"
+    return Reason.MAX_INSTANCES.detailed(f"({max_instances}) reached", sep=" ")
 
 
 def ended(
@@ -227,7 +226,7 @@ def ended(
 ) -> RunRecord:
     """How a claimed run ended. ``began``: ``time.perf_counter()`` when its body was started
     (its duration); a run ``skipped`` here never started a body."""
-    ran = status != "skipped"
+    ran = status != Status.SKIPPED
     return RunRecord(
         job_id=claim.job_id,
         scheduled_at=claim.scheduled_at,
@@ -249,11 +248,11 @@ def not_durable(claim: Claim, error: str) -> RunRecord:
     return RunRecord(
         job_id=claim.job_id,
         scheduled_at=claim.scheduled_at,
-        status="failed",
+        status=Status.FAILED,
         runner=claim.runner,
         epoch=claim.epoch,
         finished_at=utcnow(),
-        reason="claim_not_durable",
+        reason=Reason.CLAIM_NOT_DURABLE,
         error=error,
         manual=claim.manual,
     )
@@ -264,12 +263,12 @@ def lost(claim: Claim, now: datetime) -> RunRecord:
     return RunRecord(
         job_id=claim.job_id,
         scheduled_at=claim.scheduled_at,
-        status="failed",
+        status=Status.FAILED,
         runner=claim.runner,
         epoch=claim.epoch,
         started_at=claim.claimed_at,
         finished_at=now,
-        reason="runner_lost",
+        reason=Reason.RUNNER_LOST,
         error=f"runner {claim.runner} stopped before recording how this run ended",
         manual=claim.manual,
     )
@@ -280,7 +279,7 @@ runs_logger = logging.getLogger("tickonce.runs")
 
 def log_run(record: RunRecord) -> None:
     """One line per fire time, with everything an operator greps for."""
-    level = logging.INFO if record.status == "succeeded" else logging.WARNING
+    level = logging.INFO if record.status == Status.SUCCEEDED else logging.WARNING
     duration = "" if record.duration_ms is None else f" duration_ms={record.duration_ms:.1f}"
     detail = f" reason={record.reason}" if record.reason else ""
     manual = " manual" if record.manual else ""

@@ -28,6 +28,7 @@ from tickonce._bodies.pool import BodyPool, BodyRun
 from tickonce._bodies.worker import BodyRef
 from tickonce._exceptions import UnknownTaskError
 from tickonce._firing import record
+from tickonce._firing.outcome import Reason, Status
 from tickonce._firing.record import Claim, RunLedger, RunRecord, utcnow
 from tickonce._firing.tokens import token
 from tickonce._jobs.policy import RunPolicy
@@ -207,7 +208,7 @@ class Runner:
                     claim,
                     started=utcnow(),
                     began=time.perf_counter(),
-                    status="failed",
+                    status=Status.FAILED,
                     reason=reason,
                 )
             self._launch(job, claim, batch)
@@ -219,48 +220,48 @@ class Runner:
                 claim,
                 started=started,
                 began=began,
-                status="skipped",
-                reason="unknown_task",
+                status=Status.SKIPPED,
+                reason=Reason.UNKNOWN_TASK,
                 error=batch.launch_error,
             )
         try:
             end = await asyncio.wait_for(asyncio.shield(run.ended), policy.timeout)
         except TimeoutError:
-            self._bodies.stop(run, "timeout")
+            self._bodies.stop(run, Reason.TIMEOUT)
             end = await asyncio.shield(run.ended)  # within the stop grace, or killed
             at = end.started_at or started
             if end.status == "succeeded":  # it ended just as its time ran out
-                return record.ended(claim, started=at, began=began, status="succeeded")
+                return record.ended(claim, started=at, began=began, status=Status.SUCCEEDED)
             return record.ended(
                 claim,
                 started=at,
                 began=began,
-                status="failed",
-                reason="timeout",
+                status=Status.FAILED,
+                reason=Reason.TIMEOUT,
                 error=f"did not finish within its timeout of {policy.timeout:g}s ({end.error})",
             )
         except asyncio.CancelledError:
-            self._bodies.stop(run, "cancelled")
+            self._bodies.stop(run, Reason.CANCELLED)
             cancelled = record.ended(
                 claim,
                 started=started,
                 began=began,
-                status="failed",
-                reason="cancelled",
+                status=Status.FAILED,
+                reason=Reason.CANCELLED,
                 error="cancelled: the shutdown grace period ran out before the job finished",
             )
             await self._record(cancelled)
             raise
         at = end.started_at or started
         if end.status == "succeeded":
-            return record.ended(claim, started=at, began=began, status="succeeded")
+            return record.ended(claim, started=at, began=began, status=Status.SUCCEEDED)
         if end.status == "stopped":
-            reason = batch.stop_reason or "cancelled"
+            reason = batch.stop_reason or Reason.CANCELLED
             return record.ended(
                 claim,
                 started=at,
                 began=began,
-                status="failed",
+                status=Status.FAILED,
                 reason=reason,
                 error=f"{reason}: {end.error}",
             )
@@ -269,13 +270,18 @@ class Runner:
                 claim,
                 started=at,
                 began=began,
-                status="failed",
-                reason="crashed",
+                status=Status.FAILED,
+                reason=Reason.CRASHED,
                 error=end.error,
             )
         logger.warning('job "%s" failed: %s', job.id, end.error)
         return record.ended(
-            claim, started=at, began=began, status="failed", reason="exception", error=end.error
+            claim,
+            started=at,
+            began=began,
+            status=Status.FAILED,
+            reason=Reason.EXCEPTION,
+            error=end.error,
         )
 
     async def _refuse(self, claims: list[Claim], slot: str, refusal: str) -> None:
@@ -339,13 +345,13 @@ class Runner:
     def _stop_body(self, batch: _Batch) -> None:
         if batch.stop_reason or batch.finishing or batch.slot not in self._batches:
             return
-        batch.stop_reason = "slot_lost"
+        batch.stop_reason = Reason.SLOT_LOST
         logger.warning(
             "job %s: its running slot can no longer be proven held; stopping its body",
             batch.job_id,
         )
         if batch.run is not None:
-            self._bodies.stop(batch.run, "slot_lost")
+            self._bodies.stop(batch.run, Reason.SLOT_LOST)
 
     async def drain(self, grace: float) -> None:
         """Wait for running jobs up to ``grace``, then cancel the rest (recorded as failed)."""
