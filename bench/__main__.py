@@ -260,7 +260,7 @@ def render(
             for a in api
         ),
         "",
-        "Reproduce: `make bench` (see the README's Performance section).",
+        "Reproduce: `make bench` (see docs/performance.md).",
         "",
     ]
     return "\n".join(lines)

@@ -20,11 +20,11 @@ SYSTEM_NOTES = [
     "- *tickonce*: two `python -m services.scheduler` processes, a leader and a hot standby (a "
     "lease in Redis with a fencing epoch, a claim per fire, bodies in worker processes); the "
     "scheduled time is `current_run().scheduled_at`. `LEASE_TTL_SECONDS` is its failover knob "
-    "(README: failover after a crash takes about ttl + ttl/10). A leader killed while a body "
-    "runs, or just after, before the body's running slot is given back, leaves that slot held: "
-    "the job's next run waits until it expires, 3 ttl (15 s by default), and the fires meanwhile "
-    "are recorded `skipped: max_instances` (README, Guarantees); a trial kill 10 ms after a fire "
-    "time, while this harness was written, waited 15 s.",
+    "(docs/configuration.md: failover after a crash takes about ttl + ttl/10). A leader "
+    "killed while a body runs, or just after, before the body's running slot is given back, "
+    "leaves that slot held: the job's next run waits until it expires, 3 ttl (15 s by default), "
+    "and the fires meanwhile are recorded `skipped: max_instances` (docs/guarantees.md); a trial "
+    "kill 10 ms after a fire time, while this harness was written, waited 15 s.",
     "- *arq cron*: two `arq` workers; every worker schedules the cron jobs and a job id per fire "
     "time lets only one enqueue it; the scheduled time is the job's score (its defer-until "
     "time). No standby (every worker schedules), so no failover setting.",
@@ -128,7 +128,7 @@ def runs_table(rows: list[Runs]) -> list[str]:
 def summary_table(
     single: list[Runs], burst: list[Runs], cold: list[ColdStarts], failovers: list[Failover]
 ) -> list[str]:
-    """One row a system and setting: the figures users ask about first (README copies it)."""
+    """One row a system and setting: the figures users ask about first (docs/peers.md)."""
 
     def failover(system: System, kind: str) -> str:
         f = next(f for f in failovers if f.system is system and f.signal == kind)
