@@ -31,7 +31,7 @@ def percentile(values: list[float], q: float) -> float:
 def ledger(client: redis.Redis, keys: Keys, job_ids: list[str]) -> list[RunRecord]:
     pipe = client.pipeline(transaction=False)
     for job_id in job_ids:
-        pipe.xrange(keys.runs(job_id))
+        pipe.xrange(keys.ledger(job_id))
     return [RunRecord.from_fields(fields) for entries in pipe.execute() for _, fields in entries]
 
 
@@ -68,7 +68,7 @@ def measure_lateness(
     keys = Keys(prefix)
     try:
         processes.scheduler("scheduler")
-        wait_until(lambda: client.exists(keys.runs(bench_id(0))), 60, "the first fires")
+        wait_until(lambda: client.exists(keys.ledger(bench_id(0))), 60, "the first fires")
         time.sleep(3)  # warm up
         start = time.time()
         time.sleep(seconds)
@@ -143,7 +143,7 @@ def _failover_trial(server: RedisServer, workdir: Path, ttl: float) -> tuple[flo
     try:
         processes.scheduler("a")
         processes.scheduler("b")
-        wait_until(lambda: client.xlen(keys.runs("bench-count")) >= 2, 30, "runs")
+        wait_until(lambda: client.xlen(keys.ledger("bench-count")) >= 2, 30, "runs")
         time.sleep(0.3)
         holder = str(client.get(keys.lease)).split("#")[0]
         leader = processes.by_pid(pid_of(holder))

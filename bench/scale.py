@@ -221,7 +221,7 @@ def measure_burst(server: RedisServer, workdir: Path, jobs: int) -> Burst:
         def all_recorded() -> bool:
             with raw.pipeline(transaction=False) as pipe:
                 for job_id in ids:
-                    pipe.exists(keys.runs(job_id))
+                    pipe.exists(keys.ledger(job_id))
                 return bool(sum(pipe.execute()) == jobs)
 
         wait_until(all_recorded, 120, "every job of the burst recorded", interval=0.5)
@@ -250,7 +250,7 @@ def measure_cold_start_in_code(server: RedisServer, workdir: Path, jobs: int) ->
     try:
         started = time.time()
         process = processes.scheduler("scheduler")
-        wait_until(lambda: raw.exists(keys.runs(TEMPLATE)), 300, "the first fire", interval=0.1)
+        wait_until(lambda: raw.exists(keys.ledger(TEMPLATE)), 300, "the first fire", interval=0.1)
         first = _first_fire(server, keys, TEMPLATE)
         rss = _rss_mb(process.pid)
     finally:
@@ -272,10 +272,10 @@ def measure_footprint(server: RedisServer, workdir: Path, jobs: int) -> Footprin
 
     restarted = _processes(server, workdir / "restart", keys.prefix)
     try:
-        raw.delete(keys.runs(TEMPLATE))
+        raw.delete(keys.ledger(TEMPLATE))
         started = time.time()
         process = restarted.scheduler("scheduler")
-        wait_until(lambda: raw.exists(keys.runs(TEMPLATE)), 300, "the first fire", interval=0.1)
+        wait_until(lambda: raw.exists(keys.ledger(TEMPLATE)), 300, "the first fire", interval=0.1)
         cold = ColdStart(
             f"start with {jobs:,} jobs stored",
             jobs,

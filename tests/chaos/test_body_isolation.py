@@ -37,7 +37,7 @@ def calibrate(seconds: float) -> int:
 
 
 def ledger(client: redis.Redis, prefix: str, job_id: str) -> list[RunRecord]:
-    entries = client.xrange(Keys(prefix).runs(job_id)) or []
+    entries = client.xrange(Keys(prefix).ledger(job_id)) or []
     return [RunRecord.from_fields(fields) for _, fields in entries]
 
 

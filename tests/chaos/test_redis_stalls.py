@@ -55,7 +55,7 @@ def test_fires_survive_redis_stalls_in_the_middle_of_a_wakeup(
     assert leader_id(client, prefix) in (None, leader)
 
     def ledger(job_id: str) -> list[RunRecord]:
-        return [RunRecord.from_fields(f) for _, f in client.xrange(keys.runs(job_id)) or []]
+        return [RunRecord.from_fields(f) for _, f in client.xrange(keys.ledger(job_id)) or []]
 
     problems: Counter[str] = Counter()
     for job_id in [WITNESS, *LOAD]:

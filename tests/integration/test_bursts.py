@@ -22,7 +22,7 @@ IDS = [f"burst-{n:05d}" for n in range(JOBS)]
 def entries_by_job(client: redis.Redis, keys: Keys) -> dict[str, list[RunRecord]]:
     pipe = client.pipeline(transaction=False)
     for job_id in IDS:
-        pipe.xrange(keys.runs(job_id))
+        pipe.xrange(keys.ledger(job_id))
     return {
         job_id: [RunRecord.from_fields(fields) for _, fields in entries]
         for job_id, entries in zip(IDS, pipe.execute(), strict=True)

@@ -45,7 +45,7 @@ async def test_a_date_job_runs_once_across_restarts_long_after(
         await lead_for(settings, jobs, 2.0)
 
     ledger = [
-        RunRecord.from_fields(f) for _, f in client.xrange(Keys(prefix).runs("invoice")) or []
+        RunRecord.from_fields(f) for _, f in client.xrange(Keys(prefix).ledger("invoice")) or []
     ]
     assert [(e.status, e.reason) for e in ledger] == [("succeeded", "")], (
         "one fire time, one ledger entry"

@@ -42,7 +42,7 @@ def test_the_recipe_with_one_import_changed_runs_each_fire_time_once_across_two_
 ) -> None:
     for name in ("one", "two"):
         gunicorn(processes, name, free_port(), redis_server.url)
-    runs = Keys(prefix).runs(JOB)
+    runs = Keys(prefix).ledger(JOB)
     wait_until(lambda: client.xlen(runs) >= 12, 60, "twelve fire times in the ledger")
     for name in ("one", "two"):
         assert processes.terminate(name) == 0, processes.log(name)[-3000:]

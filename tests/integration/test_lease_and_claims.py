@@ -214,7 +214,7 @@ def test_the_ledger_is_capped(client: redis.Redis, prefix: str) -> None:
             (claim(1, at=at), RunRecord("job", at, Status.SKIPPED, "a:1", 1, reason="coalesced"))
         )
     assert record_unrun(client, keys, unrun, max_entries=5) == [ClaimResult.GRANTED] * 8
-    assert client.xlen(keys.runs("job")) == 5
+    assert client.xlen(keys.ledger("job")) == 5
 
 
 def test_job_store_writes_with_a_stale_epoch_are_refused(

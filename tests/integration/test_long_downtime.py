@@ -81,7 +81,7 @@ async def test_fourteen_days_down_then_every_job_advances_at_once(
         state = pickle.loads(raw.hget(keys.jobs, job_id))  # type: ignore[arg-type]
         assert state["next_run_time"] > now - timedelta(minutes=1), f"{job_id} did not advance"
         entries = [
-            RunRecord.from_fields(fields) for _, fields in client.xrange(keys.runs(job_id)) or []
+            RunRecord.from_fields(fields) for _, fields in client.xrange(keys.ledger(job_id)) or []
         ]
         since = unaccounted_from[job_id]
         entries = sorted(

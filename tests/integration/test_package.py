@@ -121,7 +121,7 @@ def test_the_readme_recipe_runs_each_fire_time_once_from_the_installed_package(
         processes.start_in(
             app, "recipe", [*argv, "main:app"], REDIS_URL=redis_server.url, PYTHONPATH=str(app)
         )
-        runs = Keys(prefix).runs(JOB)
+        runs = Keys(prefix).ledger(JOB)
         wait_until(lambda: client.xlen(runs) >= 4, 60, "four fire times in the ledger")
         assert processes.terminate("recipe") == 0, processes.log("recipe")[-3000:]
     finally:

@@ -113,9 +113,9 @@ def test_a_deleted_job_leaves_nothing_but_its_history_which_expires(
     left = remnants(client, keys, job_id)
     manual = {key for key in left if key.startswith(keys.manual_claim(job_id, ""))}
     assert {key: kind for key, kind in left.items() if key not in manual} == {
-        keys.runs(job_id): "stream"
+        keys.ledger(job_id): "stream"
     }, "only the ledger stays"
-    assert 0 < client.ttl(keys.runs(job_id)) <= WEEK, "the ledger goes after DELETED_JOB_HIST..."
+    assert 0 < client.ttl(keys.ledger(job_id)) <= WEEK, "the ledger goes after DELETED_JOB_HIST..."
     assert all(0 < client.ttl(key) <= TWO_HOURS for key in manual), "run-now claims expire"
     history = http.get(f"/jobs/{job_id}/runs?limit=100").json()
     assert len(history) >= 4 and any(run["manual"] for run in history), "history is readable"
@@ -162,7 +162,7 @@ def test_a_job_created_again_under_a_deleted_id_starts_clean(
     again = {**body, "start_paused": True}
     assert http.post("/jobs", json=again, headers=AUTH).status_code == 201
     left = remnants(client, keys, job_id)
-    assert set(left) == {keys.runs(job_id), f"{keys.jobs} field {job_id}"}, "nothing old"
+    assert set(left) == {keys.ledger(job_id), f"{keys.jobs} field {job_id}"}, "nothing old"
     assert http.post(f"/jobs/{job_id}/resume", headers=AUTH).status_code == 200
     wait_until(
         lambda: len(http.get(f"/jobs/{job_id}/runs?limit=1000").json()) >= old_runs + 2,
@@ -187,9 +187,9 @@ def test_a_job_created_again_keeps_its_ledger_for_good(
     http.post(f"/jobs/{job_id}/run", headers=AUTH)
     wait_until(lambda: http.get(f"/jobs/{job_id}/runs").json(), 10, "the run-now")
     assert http.delete(f"/jobs/{job_id}", headers=AUTH).status_code == 204
-    assert client.ttl(keys.runs(job_id)) > 0
+    assert client.ttl(keys.ledger(job_id)) > 0
     assert http.post("/jobs", json=body, headers=AUTH).status_code == 201
-    assert client.ttl(keys.runs(job_id)) == -1, "the new job's ledger must not expire"
+    assert client.ttl(keys.ledger(job_id)) == -1, "the new job's ledger must not expire"
 
 
 def names_in(client: redis.Redis, key: str) -> list[str]:
@@ -240,7 +240,7 @@ async def test_forgetting_keeps_what_runs_still_going_need_and_the_sweep_takes_t
         assert await ledger.finish(record_of(done))
         lingering = claim_of(job, now - timedelta(seconds=1), command="c0ffee")
         entry: dict[Any, Any] = {**record_of(lingering).fields()}
-        await async_client.xadd(keys.runs(job), entry)
+        await async_client.xadd(keys.ledger(job), entry)
         going = claim_of(job, now)
         sync.hset(keys.inflight, lingering.fire_id, lingering.to_json())
         sync.hset(keys.inflight, going.fire_id, going.to_json())
@@ -265,7 +265,7 @@ async def test_forgetting_keeps_what_runs_still_going_need_and_the_sweep_takes_t
         assert await ledger.finish(record_of(going), release_slot="alive#1")
         assert not sync.exists(keys.running(job))
         assert sync.hget(keys.counters, f"runs|{job}|succeeded") == b"1"
-        ttl_before = sync.pttl(keys.runs(job))
+        ttl_before = sync.pttl(keys.ledger(job))
         # And a job deleted before forgetting existed: counts, a mark, a ledger for good.
         older = claim_of("deleted-long-ago", now - timedelta(days=30))
         sync.hset(keys.inflight, older.fire_id, older.to_json())
@@ -273,17 +273,17 @@ async def test_forgetting_keeps_what_runs_still_going_need_and_the_sweep_takes_t
         sync.hset(keys.decided, older.job_id, "1 plan 1")
         swept = JobRetention(sync, keys, 3600).sweep()
         assert sorted(item.job_id for item in swept) == [older.job_id, job]
-        assert 0 < sync.pttl(keys.runs(older.job_id)) <= 3600_000
+        assert 0 < sync.pttl(keys.ledger(older.job_id)) <= 3600_000
         assert sync.hget(keys.decided, older.job_id) is None
         counted = {f.split("|")[1] for f in names_in(sync, keys.counters) if "|" in f}
         assert counted == {live_job, one_off}, "only jobs that are there keep counts"
         assert not [f for f in names_in(sync, keys.inflight) if f.startswith(job)]
-        assert 0 < sync.pttl(keys.runs(job)) <= ttl_before, "the history time is not lengthened"
-        assert sync.xlen(keys.runs(job)) == 3, "the ledger keeps every entry until it expires"
+        assert 0 < sync.pttl(keys.ledger(job)) <= ttl_before, "the history time is not lengthened"
+        assert sync.xlen(keys.ledger(job)) == 3, "the ledger keeps every entry until it expires"
         for other in (live_job, one_off):
             assert sync.hget(keys.decided, other) == b"1 plan 1"
             assert sync.hget(keys.counters, f"runs|{other}|succeeded") == b"1"
-            assert sync.pttl(keys.runs(other)) == -1
+            assert sync.pttl(keys.ledger(other)) == -1
         assert JobRetention(sync, keys, 3600).sweep() == [], "nothing left to forget"
     finally:
         sync.close()
@@ -297,11 +297,11 @@ def test_history_zero_deletes_the_ledger_with_the_job(
     sync = redis.Redis.from_url(redis_server.url)
     try:
         job = "short-lived"
-        sync.xadd(keys.runs(job), {"job_id": job, "scheduled_at": "x", "status": "succeeded"})
+        sync.xadd(keys.ledger(job), {"job_id": job, "scheduled_at": "x", "status": "succeeded"})
         sync.hset(keys.counters, mapping={f"runs|{job}|succeeded": 1, f"runs|{job}x|failed": 1})
         forgotten = forget_job(sync, keys, job, history_seconds=0)
         assert forgotten is not None and forgotten.history_ms == -2
-        assert not sync.exists(keys.runs(job))
+        assert not sync.exists(keys.ledger(job))
         assert sync.hkeys(keys.counters) == [f"runs|{job}x|failed".encode()], "only its fields"
     finally:
         sync.close()

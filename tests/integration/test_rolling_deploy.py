@@ -59,23 +59,23 @@ async def aclient(redis_server: RedisServer) -> AsyncIterator[aioredis.Redis]:
     await connection.aclose()
 
 
-async def member(aclient: aioredis.Redis, keys: Keys, member_id: str, code: Registry) -> Membership:
+async def member(aclient: aioredis.Redis, keys: Keys, runner_id: str, code: Registry) -> Membership:
     """A live contender running ``code``, as every contender announces itself."""
-    membership = Membership(aclient, keys, member_id, "scheduler", WINDOW_MS)
+    membership = Membership(aclient, keys, runner_id, "scheduler", WINDOW_MS)
     await membership.publish_jobs({spec.id: spec.fingerprint for spec in code.specs()})
     await membership.beat("standby", {})
     return membership
 
 
-def leads(raw: redis.Redis, keys: Keys, member_id: str, code: Registry) -> BackgroundScheduler:
-    """``member_id`` becomes leader (a new epoch) and syncs its code into the job store."""
+def leads(raw: redis.Redis, keys: Keys, runner_id: str, code: Registry) -> BackgroundScheduler:
+    """``runner_id`` becomes leader (a new epoch) and syncs its code into the job store."""
     epoch = int(raw.incr(keys.epoch))
     scheduler = BackgroundScheduler(timezone=UTC)
     scheduler.add_jobstore(
         FencedRedisJobStore(raw, keys, LeaderTerm(epoch, float("inf"), lambda: 0.0))
     )
     scheduler.start(paused=True)
-    sync_registered_jobs(scheduler, code, raw, keys, member=member_id, window_ms=WINDOW_MS)
+    sync_registered_jobs(scheduler, code, raw, keys, runner_id=runner_id, window_ms=WINDOW_MS)
     return scheduler
 
 

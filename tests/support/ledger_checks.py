@@ -61,7 +61,7 @@ def read_evidence(
     None (asking for its written times fails instead of answering with another job's).
     ``keys``: the deployment's keys when it has several shards (or runs on Redis Cluster).
     """
-    entries = client.xrange((keys or Keys(prefix)).runs(job_id))
+    entries = client.xrange((keys or Keys(prefix)).ledger(job_id))
     ledger = [RunRecord.from_fields(fields) for _, fields in entries or []]
     if own_writes_key is None and job_id == PROBE:
         own_writes_key = probe_key(prefix)

@@ -63,7 +63,8 @@ class MemberOut(BaseModel):
 
     @classmethod
     def of(cls, member: Member) -> MemberOut:
-        return cls(**{**member.__dict__, "shards": sorted(member.shards)})
+        fields = {**member.__dict__, "shards": sorted(member.shards)}
+        return cls(id=fields.pop("runner_id"), **fields)
 
 
 class ShardOut(BaseModel):

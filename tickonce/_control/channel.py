@@ -152,7 +152,7 @@ class CommandConsumer:
         self,
         client: aioredis.Redis,
         keys: Keys,
-        consumer: str,
+        runner_id: str,
         apply: Apply,
         *,
         block_ms: int,
@@ -160,7 +160,7 @@ class CommandConsumer:
     ) -> None:
         self._client = client
         self._keys = keys
-        self._consumer = consumer
+        self._runner_id = runner_id
         self._apply = apply
         self._block_ms = block_ms
         self._prune_seconds = prune_seconds
@@ -177,7 +177,7 @@ class CommandConsumer:
             reclaimed: list[Any] = await self._client.xautoclaim(
                 self._keys.commands,
                 self._keys.command_group,
-                self._consumer,
+                self._runner_id,
                 min_idle_time=0,
                 start_id="0-0",
                 count=50,
@@ -188,7 +188,7 @@ class CommandConsumer:
             await self._prune_now_and_then()
             batches: list[Entries] | None = await self._client.xreadgroup(  # type: ignore[assignment]
                 self._keys.command_group,
-                self._consumer,
+                self._runner_id,
                 {self._keys.commands: ">"},
                 count=20,
                 block=self._block_ms,
@@ -213,14 +213,16 @@ class CommandConsumer:
         """Delete the group's consumers that are neither this one nor a live contender and have
         nothing pending (the stranded entries of a dead leader are claimed before this runs).
         Returns their names."""
-        live = {member.id for member in await live_members(self._client, self._keys, _LISTED)}
+        live = {
+            member.runner_id for member in await live_members(self._client, self._keys, _LISTED)
+        }
         consumers: list[dict[str, Any]] = await self._client.xinfo_consumers(
             self._keys.commands, self._keys.command_group
         )
         gone = [
             consumer["name"]
             for consumer in consumers
-            if consumer["name"] != self._consumer
+            if consumer["name"] != self._runner_id
             and consumer["name"] not in live
             and int(consumer["pending"]) == 0
         ]
@@ -260,7 +262,7 @@ class CommandConsumer:
             await self._ack(entry_id)
             return
         key = self._keys.command_outcome(command.id)
-        applying = Outcome(status="applying", applied_by=self._consumer).model_dump_json()
+        applying = Outcome(status="applying", applied_by=self._runner_id).model_dump_json()
         if not await self._client.set(key, applying, nx=True, ex=OUTCOME_TTL_SECONDS):
             previous = Outcome.model_validate_json(await self._client.get(key) or applying)
             if previous.status == "expired":  # its sender gave up: it must never apply
@@ -282,7 +284,7 @@ class CommandConsumer:
             outcome.detail or "ok",
         )
         await self._answer(
-            command, outcome.model_copy(update={"applied_by": self._consumer}), entry_id
+            command, outcome.model_copy(update={"applied_by": self._runner_id}), entry_id
         )
 
     async def _answer(self, command: Command, outcome: Outcome, entry_id: str) -> None:

@@ -122,7 +122,7 @@ async def run_page(
     if before:
         check_entry_id(before)
     entries = await client.xrevrange(
-        keys.runs(job_id), max=f"({before}" if before else "+", min="-", count=limit
+        keys.ledger(job_id), max=f"({before}" if before else "+", min="-", count=limit
     )
     return [(str(entry), RunRecord.from_fields(fields)) for entry, fields in entries or []]
 

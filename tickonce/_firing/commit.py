@@ -299,7 +299,7 @@ class FireCycle:
                     self._keys.inflight,
                     self._keys.counters,
                     self._keys.running(plan.job_id),
-                    self._keys.runs(plan.job_id),
+                    self._keys.ledger(plan.job_id),
                     self._keys.decided,
                     *(
                         self._keys.manual_claim(claim.job_id, claim.manual)

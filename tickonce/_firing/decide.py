@@ -40,7 +40,7 @@ class Decision:
     """A job's due fire times, decided: those to run (oldest first), and ranges of those that
     will not run, each one ledger entry with its status and reason."""
 
-    run: list[datetime] = field(default_factory=list)
+    to_run: list[datetime] = field(default_factory=list)
     not_run: list[tuple[list[datetime], Status, str]] = field(default_factory=list)
 
     def add_not_run(self, times: list[datetime], status: Status, reason: str) -> None:
@@ -70,7 +70,7 @@ def due(job: Job, times: list[datetime], judged_at: datetime) -> Decision:
         elif policy.catch_up == "skip" and late > CATCH_UP_AFTER:
             skipped_times.append(at)
         else:
-            decision.run.append(at)
+            decision.to_run.append(at)
     if len(missed) == 1:
         late_by = (judged_at - missed[0]).total_seconds()
         decision.add_not_run(

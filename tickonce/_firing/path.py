@@ -18,7 +18,7 @@ from tickonce._firing import decide, record
 from tickonce._firing.commit import ClaimResult, FireCycle, FirePlan
 from tickonce._firing.jobstore import FencedRedisJobStore
 from tickonce._firing.record import Claim, utcnow
-from tickonce._firing.run import Runner, Start, new_slot
+from tickonce._firing.run import Executor, Start, new_slot
 from tickonce._leadership.fencing import LeaderTerm
 
 logger = logging.getLogger("tickonce.runs")
@@ -33,13 +33,13 @@ class FirePath:
         term: LeaderTerm,
         store: FencedRedisJobStore,
         cycle: FireCycle,
-        runner: Runner,
+        executor: Executor,
         runner_id: str,
     ) -> None:
         self._term = term
         self._store = store
         self._cycle = cycle
-        self.runner = runner
+        self.executor = executor
         self._runner_id = runner_id
         self._clock = decide.BacklogClock(utcnow())
         self._accepting = True
@@ -98,7 +98,7 @@ class FirePath:
         Returns what happened, for the command's answer.
         """
         epoch = self._term.require()
-        at_once = decide.Decision(run=[requested_at])
+        at_once = decide.Decision(to_run=[requested_at])
         verdicts = self._plan(job, epoch, utcnow(), at_once, move=False, manual=command_id)
         self._cycle.flush()  # at once: a run-now is not part of a wakeup
         return {
@@ -126,7 +126,7 @@ class FirePath:
         if not self._accepting:
             return []
         claims = [
-            Claim(job.id, at, self._runner_id, epoch, now, manual=manual) for at in decided.run
+            Claim(job.id, at, self._runner_id, epoch, now, manual=manual) for at in decided.to_run
         ]
         runs = [(claim, record.refused(claim, job.max_instances)) for claim in claims]
         unrun = [
@@ -161,7 +161,7 @@ class FirePath:
             unrun=unrun,
             limit=job.max_instances,
             slot=slot,
-            slot_window_ms=int(self.runner.slot_window * 1000),
+            slot_window_ms=int(self.executor.slot_window * 1000),
             on_done=answered,
             unrun_logged=record.log_run,
         )
@@ -177,7 +177,7 @@ class FirePath:
     def _start_granted(self) -> None:
         granted, self._granted = self._granted, []
         if granted:
-            self.runner.start_soon(granted)
+            self.executor.start_soon(granted)
 
     # -- the term's end, and its bodies ------------------------------------------------------
 
@@ -191,4 +191,4 @@ class FirePath:
     def running_fires(self) -> set[str]:
         """Fire ids claimed here whose ledger entry is not written yet, and those that may
         have been claimed (their plan's answer is still awaited)."""
-        return self.runner.recording | self._cycle.unanswered_fires
+        return self.executor.recording | self._cycle.unanswered_fires

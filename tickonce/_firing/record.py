@@ -384,7 +384,7 @@ class RunLedger:
         """The keys and arguments of the finish script for ``record``."""
         keys = [
             self._keys.inflight,
-            self._keys.runs(record.job_id),
+            self._keys.ledger(record.job_id),
             self._keys.counters,
             self._keys.running(record.job_id),
         ]
@@ -399,7 +399,7 @@ class RunLedger:
 
     async def recent(self, job_id: str, limit: int) -> list[RunRecord]:
         """The newest ``limit`` entries of a job, newest first."""
-        entries = await self._client.xrevrange(self._keys.runs(job_id), count=limit)
+        entries = await self._client.xrevrange(self._keys.ledger(job_id), count=limit)
         return [RunRecord.from_fields(fields) for _, fields in entries or []]
 
     async def inflight(self) -> list[Claim]:

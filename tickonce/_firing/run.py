@@ -102,7 +102,7 @@ def new_slot(runner: str) -> str:
     return f"{runner}#{token()}"
 
 
-class Runner:
+class Executor:
     """Runs granted fires on the scheduler's loop, keeps their slots, records how they end."""
 
     def __init__(

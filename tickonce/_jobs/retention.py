@@ -194,7 +194,7 @@ def forget_jobs(
     history_ms = 0 if history_seconds <= 0 else max(1, round(history_seconds * 1000))
     # One job: only fields naming it are matched; several: every per-job field is looked at.
     pattern = f"*{SEP}{_glob(job_ids[0])}*" if len(job_ids) == 1 else f"*{SEP}*"
-    per_job = [key for job_id in job_ids for key in (keys.running(job_id), keys.runs(job_id))]
+    per_job = [key for job_id in job_ids for key in (keys.running(job_id), keys.ledger(job_id))]
     replies: list[list[Any]] = _forget_script(client)(
         keys=[keys.jobs, keys.definitions, keys.counters, keys.decided, keys.inflight, *per_job],
         args=[history_ms, pattern, *job_ids],
@@ -222,7 +222,7 @@ def forget_job(
 def keep_history(client: redis.Redis, keys: Keys, job_id: str) -> None:
     """A job scheduled under the id of one that was deleted keeps its ledger for good again
     (removes the expiry ``forget_job`` set). Call it when a job is added."""
-    client.persist(keys.runs(job_id))
+    client.persist(keys.ledger(job_id))
 
 
 @dataclass(frozen=True)

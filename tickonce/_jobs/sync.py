@@ -43,7 +43,7 @@ def sync_registered_jobs(
     client: redis.Redis,
     keys: Keys,
     *,
-    member: str = "",
+    runner_id: str = "",
     window_ms: int = 0,
     forget: Callable[[str], object] = lambda job_id: None,
 ) -> None:
@@ -52,7 +52,7 @@ def sync_registered_jobs(
     :param scheduler: a leader's; once its term is over every call on it raises NotLeaderError
         (firing/scheduler.py), so nothing is recorded as synced, or forgotten, after a call
         that touched no store: the next leader syncs it.
-    :param member: this contender's member id; other live members (heard from within
+    :param runner_id: this contender's runner id; other live members (heard from within
         ``window_ms``) are asked which jobs their code defines.
     :param forget: called with the id of a job removed because no live code defines it.
     """
@@ -60,7 +60,7 @@ def sync_registered_jobs(
     specs = {spec.id: spec for spec in registry.specs() if keys.owns(spec.id)}
     changed = [job_id for job_id, spec in specs.items() if synced.get(job_id) != spec.fingerprint]
     unknown = [job_id for job_id in synced if job_id not in specs]
-    elsewhere = definitions_elsewhere(client, keys, window_ms, member, [*changed, *unknown])
+    elsewhere = definitions_elsewhere(client, keys, window_ms, runner_id, [*changed, *unknown])
     now = datetime.now(UTC)
 
     for job_id in changed:

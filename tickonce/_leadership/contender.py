@@ -36,13 +36,13 @@ class Contender:
 
     def __init__(self, settings: Settings, registry: Registry, *, mode: Mode) -> None:
         self.settings = settings
-        self.id = runner_id()
+        self.runner_id = runner_id()
         self.keys = Keys.of(settings)
         self._registry = registry
         self._mode = mode
         self._redis = async_redis(settings, timeout=settings.contender_redis_timeout)
         self._membership = Membership(
-            self._redis, self.keys, self.id, mode, int(settings.member_window_seconds * 1000)
+            self._redis, self.keys, self.runner_id, mode, int(settings.member_window_seconds * 1000)
         )
         self._bodies = BodyPool(
             settings.job_processes,
@@ -65,7 +65,7 @@ class Contender:
                 settings,
                 keys,
                 registry,
-                member_id=self.id,
+                runner_id=self.runner_id,
                 client=self._redis,
                 bodies=self._bodies,
                 redis_watch=self._watch,
@@ -98,7 +98,7 @@ class Contender:
         """
         logger.info(
             "contender %s started (%s mode, lease ttl %.1fs, %d shard(s))",
-            self.id,
+            self.runner_id,
             self._mode,
             self.settings.lease_ttl_seconds,
             len(self.shards),
@@ -173,7 +173,7 @@ class Contender:
         members = await live_members(
             self._redis, self.keys, int(self.settings.lease_ttl_seconds * 500)
         )
-        others = {member.id for member in members} - {self.id}
+        others = {member.runner_id for member in members} - {self.runner_id}
         if not others:
             return
         async with self._redis.pipeline(transaction=False) as pipe:

@@ -51,22 +51,22 @@ return 0
 class Lease:
     """Compare-token acquire, renew and release of the leader lease for one contender.
 
-    :param holder: the contender's id (``host:pid``); it is part of the token so readers can
-        tell who leads.
+    :param runner_id: the contender's runner id (``host:pid:nonce``); it is part of the token,
+        so readers can tell who leads.
     """
 
     def __init__(
         self,
         client: aioredis.Redis,
         keys: Keys,
-        holder: str,
+        runner_id: str,
         ttl_ms: int,
         durability: Durability = NONE,
     ) -> None:
         self._client = client
         self._durability = durability
         self._keys = keys
-        self._holder = holder
+        self._runner_id = runner_id
         self._ttl_ms = ttl_ms
         self._token = ""
         self._acquire = client.register_script(_ACQUIRE)
@@ -81,7 +81,7 @@ class Lease:
         """Take the lease if it is free. Returns the new fencing epoch, or None if held (or,
         with CLAIM_MIN_REPLICAS, if too few replicas acknowledged the new epoch: an epoch a
         failover could take back must not be led with; the lease is given back)."""
-        token = f"{self._holder}#{uuid.uuid4().hex}"
+        token = f"{self._runner_id}#{uuid.uuid4().hex}"
         keys = [self._keys.lease, self._keys.epoch, self._keys.counters]
 
         async def queue(pipe: Any) -> None:

@@ -44,7 +44,7 @@ return {t[1], t[2], seen, redis.call('HGETALL', KEYS[2])}
 
 @dataclass(frozen=True)
 class Member:
-    id: str
+    runner_id: str
     role: Role  # leader of at least one shard, or standby
     mode: str
     epoch: int | None  # of shard 0, while it leads it (the only shard, by default)
@@ -56,11 +56,11 @@ class Membership:
     """This contender's entry in the member list."""
 
     def __init__(
-        self, client: aioredis.Redis, keys: Keys, member_id: str, mode: str, window_ms: int
+        self, client: aioredis.Redis, keys: Keys, runner_id: str, mode: str, window_ms: int
     ) -> None:
         self._client = client
         self._keys = keys
-        self._id = member_id
+        self.runner_id = runner_id
         self._mode = mode
         self._window_ms = window_ms
         self._beat = client.register_script(_HEARTBEAT)
@@ -70,13 +70,17 @@ class Membership:
         shards = {str(shard): epoch for shard, epoch in led.items() if epoch is not None}
         info = json.dumps({"role": role, "mode": self._mode, "epoch": led.get(0), "shards": shards})
         await self._beat(
-            keys=[self._keys.members, self._keys.member_info, self._keys.member_jobs(self._id)],
-            args=[self._id, info, self._window_ms],
+            keys=[
+                self._keys.members,
+                self._keys.member_info,
+                self._keys.member_jobs(self.runner_id),
+            ],
+            args=[self.runner_id, info, self._window_ms],
         )
 
     async def publish_jobs(self, definitions: Mapping[str, str]) -> None:
         """Say which jobs this member's code defines (job id -> definition fingerprint)."""
-        key = self._keys.member_jobs(self._id)
+        key = self._keys.member_jobs(self.runner_id)
         async with self._client.pipeline(transaction=True) as pipe:
             pipe.delete(key)
             if definitions:
@@ -86,9 +90,9 @@ class Membership:
 
     async def leave(self) -> None:
         async with self._client.pipeline(transaction=True) as pipe:
-            pipe.zrem(self._keys.members, self._id)
-            pipe.hdel(self._keys.member_info, self._id)
-            pipe.delete(self._keys.member_jobs(self._id))
+            pipe.zrem(self._keys.members, self.runner_id)
+            pipe.hdel(self._keys.member_info, self.runner_id)
+            pipe.delete(self._keys.member_jobs(self.runner_id))
             await pipe.execute()
 
 
@@ -100,14 +104,14 @@ async def live_members(client: aioredis.Redis, keys: Keys, window_ms: int) -> li
     infos = dict(zip(flat_infos[::2], flat_infos[1::2], strict=True))
     now_ms = int(seconds) * 1000 + int(micros) // 1000
     members = []
-    for member_id, last_seen in seen:
+    for runner_id, last_seen in seen:
         age = now_ms - int(last_seen)
-        if age > window_ms or member_id not in infos:
+        if age > window_ms or runner_id not in infos:
             continue
-        info = json.loads(infos[member_id])
+        info = json.loads(infos[runner_id])
         led = {int(shard): int(epoch) for shard, epoch in info.get("shards", {}).items()}
-        members.append(Member(member_id, info["role"], info["mode"], info.get("epoch"), age, led))
-    return sorted(members, key=lambda member: (member.role != "leader", member.id))
+        members.append(Member(runner_id, info["role"], info["mode"], info.get("epoch"), age, led))
+    return sorted(members, key=lambda member: (member.role != "leader", member.runner_id))
 
 
 def definitions_elsewhere(

@@ -26,7 +26,7 @@ from tickonce._firing.commit import FireCycle
 from tickonce._firing.jobstore import FencedRedisJobStore
 from tickonce._firing.path import FirePath
 from tickonce._firing.record import Claim, RunLedger, utcnow
-from tickonce._firing.run import Runner
+from tickonce._firing.run import Executor
 from tickonce._firing.scheduler import LeaderScheduler
 from tickonce._jobs.registry import DEFAULTS, Registry
 from tickonce._jobs.retention import JobRetention
@@ -89,7 +89,7 @@ class Shard:
         keys: Keys,
         registry: Registry,
         *,
-        member_id: str,
+        runner_id: str,
         client: aioredis.Redis,
         bodies: BodyPool,
         redis_watch: RedisWatch,
@@ -98,19 +98,19 @@ class Shard:
         self.settings = settings
         self.keys = keys
         self.number = keys.shard
-        self._id = member_id
+        self.runner_id = runner_id
         self._registry = registry
         self._redis = client
         self._bodies = bodies
         self._watch = redis_watch
         self._stopping = stopping
-        self._lease = Lease(client, keys, member_id, settings.lease_ttl_ms, settings.durability)
+        self._lease = Lease(client, keys, runner_id, settings.lease_ttl_ms, settings.durability)
         self._ledger = RunLedger(client, keys, settings.ledger_max_entries)
         self._of = f" of shard {keys.shard}" if keys.shards > 1 else ""  # for messages
         self._epoch_not_durable = False  # the last epoch taken was refused for too few replicas
         self._term: LeaderTerm | None = None
         self._leader: _LeaderRun | None = None
-        self._retired: list[Runner] = []  # runners of earlier terms with bodies going
+        self._retired: list[Executor] = []  # executors of earlier terms with bodies going
         self._fence_timer: asyncio.TimerHandle | None = None
         self._renewing: asyncio.Task[None] | None = None
         self._unreported_renewal_failures = 0
@@ -137,7 +137,7 @@ class Shard:
     @property
     def busy(self) -> bool:
         """Bodies of earlier terms are still running."""
-        return any(runner.busy for runner in self._retired)
+        return any(executor.busy for executor in self._retired)
 
     def definitions_changed(self) -> None:
         self._last_sync = 0.0
@@ -154,9 +154,9 @@ class Shard:
 
     async def keep_slots(self) -> None:
         """Bodies of this and earlier terms keep their running slots (or are stopped)."""
-        for runner in self._runners():
-            await runner.keep_slots()
-        self._retired = [runner for runner in self._retired if runner.busy]
+        for executor in self._executors():
+            await executor.keep_slots()
+        self._retired = [executor for executor in self._retired if executor.busy]
 
     async def hand_over(self, reason: str) -> None:
         """Stop firing and give the lease up at once, for another process to take."""
@@ -171,8 +171,8 @@ class Shard:
 
     async def drain(self, grace: float) -> None:
         """Wait for jobs still running from earlier terms, up to ``grace``."""
-        await asyncio.gather(*(runner.drain(grace) for runner in self._retired))
-        self._retired = [runner for runner in self._retired if runner.busy]
+        await asyncio.gather(*(executor.drain(grace) for executor in self._retired))
+        self._retired = [executor for executor in self._retired if executor.busy]
 
     # -- leadership ---------------------------------------------------------------------------
 
@@ -273,7 +273,7 @@ class Shard:
             leader.scheduler.pause()
             leader.path.stop_accepting()
             leader.scheduler.shutdown(wait=False)
-            self._retired.append(leader.path.runner)
+            self._retired.append(leader.path.executor)
         if release and not self._stopping.is_set():
             asyncio.get_running_loop().create_task(self._release_quietly())
 
@@ -299,7 +299,7 @@ class Shard:
             on_stale_epoch=fence_soon,
             durability=self.settings.durability,
         )
-        runner = Runner(
+        executor = Executor(
             loop=loop,
             client=self._redis,
             keys=self.keys,
@@ -310,7 +310,9 @@ class Shard:
             slot_margin_seconds=self.settings.lease_ttl_seconds,
         )
         store = FencedRedisJobStore(client, self.keys, term)
-        path = FirePath(term=term, store=store, cycle=cycle, runner=runner, runner_id=self._id)
+        path = FirePath(
+            term=term, store=store, cycle=cycle, executor=executor, runner_id=self.runner_id
+        )
         scheduler = LeaderScheduler(
             path=path,
             on_not_leader=fence_soon,
@@ -343,7 +345,7 @@ class Shard:
         consumer = CommandConsumer(
             self._redis,
             self.keys,
-            self._id,
+            self.runner_id,
             Control(leader.scheduler, self._registry, leader.retention).apply,
             block_ms=int(self.settings.contender_redis_timeout * 500),
         )
@@ -358,7 +360,7 @@ class Shard:
             self._registry,
             leader.client,
             self.keys,
-            member=self._id,
+            runner_id=self.runner_id,
             window_ms=int(self.settings.member_window_seconds * 1000),
             forget=leader.retention.forget,
         )
@@ -411,26 +413,26 @@ class Shard:
     async def _record_lost_runs(self) -> None:
         """Record fires claimed by runners that died before writing how they ended."""
         members = {
-            member.id
+            member.runner_id
             for member in await live_members(
                 self._redis, self.keys, int(self.settings.member_window_seconds * 1000)
             )
         }
         mine = self._leader.path.running_fires if self._leader else set()
-        mine = mine.union(*(runner.recording for runner in self._retired))
+        mine = mine.union(*(executor.recording for executor in self._retired))
         settle = timedelta(seconds=self.settings.lease_ttl_seconds)
         now = utcnow()
 
         def lost(claim: Claim) -> bool:
-            if claim.runner == self._id:
+            if claim.runner == self.runner_id:
                 return claim.fire_id not in mine and now - claim.claimed_at > settle
             return claim.runner not in members
 
         if written := await self._ledger.record_lost(lost):
             logger.warning("recorded %d run(s) whose runner stopped before finishing", written)
 
-    def _runners(self) -> list[Runner]:
-        current = [self._leader.path.runner] if self._leader else []
+    def _executors(self) -> list[Executor]:
+        current = [self._leader.path.executor] if self._leader else []
         return current + self._retired
 
     async def _report_renewal_failures(self) -> None:

@@ -91,18 +91,18 @@ class Keys:
 
     @property
     def members(self) -> str:
-        """Sorted set: contender id -> last heartbeat (Redis server time, ms)."""
+        """Sorted set: runner id -> last heartbeat (Redis server time, ms)."""
         return f"{self._space(0)}members"
 
     @property
     def member_info(self) -> str:
-        """Hash: contender id -> JSON with its role, mode, led shards and start time."""
+        """Hash: runner id -> JSON with its role, mode, led shards and start time."""
         return f"{self._space(0)}members:info"
 
-    def member_jobs(self, member_id: str) -> str:
+    def member_jobs(self, runner_id: str) -> str:
         """Hash: job id -> definition fingerprint, of the jobs a live member's code defines
         (expires when the member stops beating), so a leader running other code keeps them."""
-        return f"{self._space(0)}members:jobs:{member_id}"
+        return f"{self._space(0)}members:jobs:{runner_id}"
 
     def example(self, name: str) -> str:
         """Keys written by the shipped example jobs (e.g. the heartbeat's beats)."""
@@ -182,6 +182,6 @@ class Keys:
         count that max_instances limits."""
         return f"{self._job_space(job_id)}running:{job_id}"
 
-    def runs(self, job_id: str) -> str:
+    def ledger(self, job_id: str) -> str:
         """Stream: the run ledger of one job, capped."""
         return f"{self._job_space(job_id)}runs:{job_id}"
