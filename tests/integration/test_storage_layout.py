@@ -86,3 +86,63 @@ def test_an_api_over_data_in_a_format_it_does_not_read_is_not_ready(
         answer = http.get("/readyz")
     assert answer.status_code == 503
     assert f"storage format {STORAGE_FORMAT + 1}" in answer.json()["detail"]
+
+
+def test_an_api_with_another_shard_count_is_unhealthy_and_changes_nothing(
+    redis_server: RedisServer,
+    processes: Processes,
+    make_settings: Callable[..., Settings],
+    prefix: str,
+) -> None:
+    """Load balancers and orchestrators check /healthz: a replica configured for 3 shards over
+    data laid out for 2 must fail it, and must not create a job in a shard its schedulers do
+    not read it from (job-7 is in shard 0 of 2 but shard 1 of 3, which a leader of 2 serves)."""
+    processes.scheduler("two-shards", REDIS_URL=redis_server.url, SCHEDULER_SHARDS="2")
+    keys = Keys(prefix, 2, 0, True)
+    with redis_server.client() as client:
+        wait_until(lambda: client.get(keys.layout) == "2", 20, "the layout recorded")
+        wait_until(
+            lambda: all(client.get(keys.in_shard(s).lease) for s in (0, 1)), 20, "two leaders"
+        )
+    settings = make_settings(redis_server, scheduler_shards=3, api_token="t" * 20)
+    with TestClient(create_app(settings)) as http:
+        health = http.get("/healthz")
+        created = http.post(
+            "/jobs",
+            json={"id": "job-7", "task": "probe", "trigger": {"type": "interval", "hours": 1}},
+            headers={"Authorization": f"Bearer {'t' * 20}"},
+        )
+        listed = http.get("/jobs", headers={"Authorization": f"Bearer {'t' * 20}"})
+    assert health.status_code == 503, health.text
+    assert "SCHEDULER_SHARDS=3" in health.json()["detail"]
+    assert created.status_code == 503, created.text
+    assert "SCHEDULER_SHARDS=3" in created.json()["detail"]
+    assert listed.status_code == 503, listed.text
+    with redis_server.client() as client:
+        stored = [k for s in (0, 1) if client.hexists(keys.in_shard(s).jobs, "job-7") for k in [s]]
+    assert not stored, f"job-7 was created in shard(s) {stored} of the 2-shard deployment"
+
+
+def test_data_written_before_shards_is_not_read_with_several_shards(
+    redis_server: RedisServer, processes: Processes, prefix: str
+) -> None:
+    """A deployment from before the shard layout was recorded keeps its data under untagged
+    keys; a scheduler started on it with SCHEDULER_SHARDS=2 would never read it again (paused
+    jobs run, API-created jobs vanish, a fired date job runs again): it must refuse."""
+    old = Keys(prefix)
+    with redis_server.client() as client:
+        client.set(old.epoch, 7)
+        client.hset(old.jobs, "api-made", "state")  # what 0.1 left: no layout record
+        client.zadd(old.decided, {"once": 1_700_000_000_000})
+    result = subprocess.run(
+        [sys.executable, "-m", "services.scheduler"],
+        env={**processes.env, "REDIS_URL": redis_server.url, "SCHEDULER_SHARDS": "2"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2, result.stderr[-2000:]
+    last = result.stderr.strip().splitlines()[-1]
+    assert "SCHEDULER_SHARDS=2" in last and old.jobs in last, last
+    with redis_server.client() as client:
+        assert client.get(old.layout) is None, "a refused start recorded a layout"

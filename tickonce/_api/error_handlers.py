@@ -27,12 +27,21 @@ UNAVAILABLE: dict[int | str, dict[str, Any]] = {
 
 
 class TickonceRoute(APIRoute):
-    """A route of tickonce's API: answers Redis trouble and invalid requests itself."""
+    """A route of tickonce's API: answers Redis trouble and invalid requests itself, and
+    refuses to serve anything, /healthz included, while this replica's settings do not fit the
+    data's layout in Redis (a replica with another SCHEDULER_SHARDS would create jobs in shards
+    no leader reads them from): such a replica is unhealthy, not only unready."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
 
         async def answered(request: Request) -> Response:
+            try:
+                refusal = await request.app.state.tickonce.refusal()
+            except REDIS_TROUBLE:
+                refusal = ""  # Redis is away: each route answers that for itself
+            if refusal:
+                return JSONResponse(status_code=503, content={"detail": refusal})
             try:
                 return await handler(request)
             except RequestValidationError as exc:

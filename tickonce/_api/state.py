@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,6 +14,9 @@ from tickonce._control.channel import CommandSender, Op, Outcome
 from tickonce._exceptions import LeaderUnavailable
 from tickonce._storage.clients import async_redis
 from tickonce._storage.keys import Keys
+from tickonce._storage.layout import read_layout
+
+LAYOUT_REREAD_SECONDS = 1.0
 
 
 @dataclass
@@ -22,6 +26,10 @@ class ApiState:
     redis: aioredis.Redis = field(init=False)
     redis_bytes: aioredis.Redis = field(init=False)
     commands: CommandSender = field(init=False)
+    # The data's layout problem for these settings, once Redis records a layout (it never
+    # changes after that); None until then.
+    _refusal: str | None = field(init=False, default=None)
+    _next_layout_read: float = field(init=False, default=0.0)
 
     def __post_init__(self) -> None:
         self.keys = Keys.of(self.settings)
@@ -45,6 +53,22 @@ class ApiState:
         if outcome.code >= 400:
             raise HTTPException(status_code=outcome.code, detail=outcome.detail)
         return outcome
+
+    async def refusal(self) -> str:
+        """Why this replica must not serve (its settings do not fit the data's layout), in one
+        line; empty if it may. Read from Redis at most once a second until a layout is
+        recorded, then never again. Raises Redis trouble."""
+        if self._refusal is not None:
+            return self._refusal
+        now = time.monotonic()
+        if now < self._next_layout_read:
+            return ""
+        self._next_layout_read = now + LAYOUT_REREAD_SECONDS
+        layout = await read_layout(self.redis, self.keys)
+        problem = layout.problem(self.keys)
+        if layout.shards is not None or problem:
+            self._refusal = problem
+        return problem
 
     async def close(self) -> None:
         await self.redis.aclose()

@@ -1,10 +1,12 @@
 """How a deployment's data in Redis is laid out: the shard count it is split into, and the
 format version of what is stored. The first process that contends records both; every other
-checks them. A process configured for another shard count would look for its jobs, leases and
-claims under other keys, and could fire a job its shard's leader fires too; one that finds data
-in a format it does not know would misread it."""
+checks them, and so does every api replica. A process configured for another shard count
+would look for its jobs, leases and claims under other keys, and could fire a job its shard's
+leader fires too; one that finds data in a format it does not know would misread it."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 
@@ -18,44 +20,82 @@ from tickonce._storage.keys import Keys
 STORAGE_FORMAT = 1
 
 
-async def check_layout(client: aioredis.Redis, keys: Keys) -> None:
-    """Record ``keys.shards`` and ``STORAGE_FORMAT`` where none is recorded yet.
+@dataclass(frozen=True)
+class Layout:
+    """What Redis records of the data's layout."""
 
-    :raises ConfigError: another shard count, or a format this code does not read, is recorded.
-    """
-    async with client.pipeline(transaction=False) as pipe:
-        pipe.set(keys.layout, keys.shards, nx=True)
-        pipe.get(keys.layout)
-        pipe.set(keys.storage_format, STORAGE_FORMAT, nx=True)
-        pipe.get(keys.storage_format)
-        _, shards, _, storage_format = await pipe.execute()
-    problem = _problem(keys, shards, storage_format)
-    if problem:
-        raise ConfigError(problem)
+    shards: int | None  # None: not recorded yet
+    storage_format: str | None
+    untagged: str  # with no shard count recorded: an untagged key holding data, else ""
+
+    def problem(self, keys: Keys) -> str:
+        """Why ``keys`` (this process's settings) cannot use this data, in one line; empty if
+        they can."""
+        if self.shards is not None and self.shards != keys.shards:
+            return (
+                f"invalid setting SCHEDULER_SHARDS={keys.shards}: this deployment's data in "
+                f"Redis (key {keys.layout!r}) is laid out for {self.shards} shard(s). Set "
+                f"SCHEDULER_SHARDS={self.shards} on every service; changing the shard count of "
+                "a deployment is not supported"
+            )
+        if self.shards is None and self.untagged:
+            return (
+                f"invalid setting SCHEDULER_SHARDS={keys.shards}"
+                f"{' with REDIS_CLUSTER=true' if keys.shards == 1 else ''}: this deployment's "
+                f"data in Redis (key {self.untagged!r}, no shard layout recorded) was written "
+                "by a version without shards, under keys one shard without Redis Cluster "
+                "reads. Set SCHEDULER_SHARDS=1 (without REDIS_CLUSTER); changing the shard "
+                "count of a deployment is not supported"
+            )
+        found = self.storage_format
+        if found is not None and found != str(STORAGE_FORMAT):
+            shown = found if found.isdigit() else repr(found)
+            return (
+                f"this deployment's data in Redis (key {keys.storage_format!r}) is in storage "
+                f"format {shown}, which this version of tickonce does not read "
+                f"(it reads format {STORAGE_FORMAT}): run the version that wrote it, or a newer "
+                "one"
+            )
+        return ""
 
 
-async def layout_problem(client: aioredis.Redis, keys: Keys) -> str:
-    """What stops this code from using the deployment's data (one line), empty if nothing does
-    or nothing is recorded yet. Reads only."""
+async def read_layout(client: aioredis.Redis, keys: Keys) -> Layout:
+    """The recorded layout; with none recorded and hash-tagged ``keys``, whether data sits
+    under the untagged keys of a version without shards."""
     async with client.pipeline(transaction=False) as pipe:
         pipe.get(keys.layout)
         pipe.get(keys.storage_format)
         shards, storage_format = await pipe.execute()
-    return _problem(keys, shards, storage_format)
+    untagged = ""
+    if shards is None and keys.tagged:
+        old = Keys(keys.prefix)
+        names = [old.jobs, old.decided, old.epoch]
+        async with client.pipeline(transaction=False) as pipe:
+            for name in names:  # one at a time: on a Redis Cluster they lie in other slots
+                pipe.exists(name)
+            found = await pipe.execute()
+        untagged = next((name for name, n in zip(names, found, strict=True) if n), "")
+    return Layout(
+        None if shards is None else int(text(shards)),
+        None if storage_format is None else text(storage_format),
+        untagged,
+    )
 
 
-def _problem(keys: Keys, shards: bytes | str | None, storage_format: bytes | str | None) -> str:
-    if shards is not None and int(text(shards)) != keys.shards:
-        return (
-            f"invalid setting SCHEDULER_SHARDS={keys.shards}: this deployment's data in Redis "
-            f"(key {keys.layout!r}) is laid out for {text(shards)} shard(s). Set "
-            f"SCHEDULER_SHARDS={text(shards)} on every service; changing the shard count of a "
-            "deployment is not supported"
-        )
-    if storage_format is not None and text(storage_format) != str(STORAGE_FORMAT):
-        return (
-            f"this deployment's data in Redis (key {keys.storage_format!r}) is in storage "
-            f"format {text(storage_format)}, which this version of tickonce does not read (it "
-            f"reads format {STORAGE_FORMAT}): run the version that wrote it, or a newer one"
-        )
-    return ""
+async def check_layout(client: aioredis.Redis, keys: Keys) -> None:
+    """Record ``keys.shards`` and ``STORAGE_FORMAT`` where none is recorded yet, unless the
+    data is laid out otherwise.
+
+    :raises ConfigError: the data is laid out for another shard count, written before shards
+        with several configured, or in a format this code does not read.
+    """
+    problem = (await read_layout(client, keys)).problem(keys)
+    if problem:
+        raise ConfigError(problem)
+    async with client.pipeline(transaction=False) as pipe:
+        pipe.set(keys.layout, keys.shards, nx=True)
+        pipe.set(keys.storage_format, STORAGE_FORMAT, nx=True)
+        await pipe.execute()
+    problem = (await read_layout(client, keys)).problem(keys)  # another process's record
+    if problem:
+        raise ConfigError(problem)

@@ -11,12 +11,22 @@ from tickonce._api.error_handlers import TickonceRoute
 from tickonce._api.models import ErrorOut, StatusOut
 from tickonce._api.state import ApiState, get_state
 from tickonce._storage.clients import REDIS_TROUBLE
-from tickonce._storage.layout import layout_problem
 
 router = APIRouter(tags=["health"], route_class=TickonceRoute)
 
 
-@router.get("/healthz", response_model=StatusOut, summary="Liveness: the process answers")
+@router.get(
+    "/healthz",
+    response_model=StatusOut,
+    responses={
+        503: {
+            "model": ErrorOut,
+            "description": "This replica's SCHEDULER_SHARDS or version does not fit the data "
+            "in Redis: restarting it with the right settings is the cure.",
+        }
+    },
+    summary="Liveness: the process answers, configured for the data it serves",
+)
 async def healthz() -> StatusOut:
     return StatusOut(status="ok")
 
@@ -36,7 +46,8 @@ async def healthz() -> StatusOut:
 async def readyz(state: Annotated[ApiState, Depends(get_state)]) -> StatusOut | JSONResponse:
     settings = state.settings
     try:
-        problem = await layout_problem(state.redis, state.keys)
+        await state.redis.ping()
+        problem = await state.refusal()
     except REDIS_TROUBLE as exc:
         return JSONResponse(
             status_code=503,
