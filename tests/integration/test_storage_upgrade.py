@@ -5,6 +5,7 @@ paused, a fired one-off job never runs again, and no fire time runs twice."""
 from __future__ import annotations
 
 import json
+import sys
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -13,7 +14,7 @@ import httpx
 import pytest
 import redis
 
-from tests.support.processes import REPO, Processes, answers, wait_until
+from tests.support.processes import BIN, REPO, Processes, answers, wait_until
 from tests.support.redis_server import RedisServer, free_port
 from tests.support.releases import extract_release
 from tests.support.upgrade_jobs import EVERY_SECOND, ONCE, runs_key
@@ -50,13 +51,13 @@ class Deployment:
         self.phase += 1
         name = f"{self.phase}-{version}"
         scheduler = self.processes.start_in(
-            tree, f"{name}-scheduler", [str(REPO / ".venv/bin/python"), "-m", "services.scheduler"]
+            tree, f"{name}-scheduler", [sys.executable, "-m", "services.scheduler"]
         )
         self.processes.start_in(
             tree,
             f"{name}-api",
             [
-                str(REPO / ".venv/bin/gunicorn"),
+                str(BIN / "gunicorn"),
                 "-c",
                 "deploy/gunicorn.conf.py",
                 "--workers",

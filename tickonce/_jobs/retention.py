@@ -1,4 +1,11 @@
-"""Forgetting a job that is gone, so Redis does not grow with every job ever scheduled.
+"""Forgetting a job that is gone, so Redis does not grow with every job ever scheduled, and
+keeping aside a job no live code defines until then.
+
+A job defined in code that no live contender's code defines any more is *retired*: its stored
+state moves aside (``Keys.retired``) and it stops firing, while its decided mark, counters and
+ledger stay. Code that defines it again within ``DELETED_JOB_HISTORY_SECONDS`` gets it back as
+it was (paused or not, its run-time changes if its definition is the same); a one-off job that
+fired never runs again. After that time it is forgotten like a deleted job.
 
 A job leaves state in Redis as it runs: its counts in the ``counters`` hash, its decided mark,
 claims of runs in ``inflight``, running slots and its run ledger. When the job is deleted (or
@@ -21,8 +28,11 @@ of the atomic step): a job created again under the same id is a new job and is n
 
 from __future__ import annotations
 
+import base64
+import json
 import logging
 import re
+import time
 import weakref
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -226,6 +236,52 @@ def keep_history(client: redis.Redis, keys: Keys, job_id: str) -> None:
 
 
 @dataclass(frozen=True)
+class Retired:
+    """A job kept aside since ``since_ms`` (local clock), as it was stored (None: it had left
+    the schedule, a one-off job that fired), with the fingerprint of its last definition."""
+
+    job_id: str
+    since_ms: int
+    fingerprint: str
+    state: bytes | None
+
+
+def retire_job(
+    client: redis.Redis, keys: Keys, job_id: str, fingerprint: str, state: bytes | None
+) -> None:
+    """Keep ``job_id`` aside (see the module's docstring); call it before removing it from
+    the job store, so that it is never in neither."""
+    entry = {
+        "since": int(time.time() * 1000),
+        "fingerprint": fingerprint,
+        "state": None if state is None else base64.b64encode(state).decode(),
+    }
+    client.hset(keys.retired, job_id, json.dumps(entry))
+
+
+def retired_job(client: redis.Redis, keys: Keys, job_id: str) -> Retired | None:
+    """The job kept aside under ``job_id``, None if there is none."""
+    found = client.hget(keys.retired, job_id)
+    return None if found is None else _retired(job_id, found)
+
+
+def unretire_job(client: redis.Redis, keys: Keys, job_id: str) -> None:
+    """Drop what was kept aside of ``job_id`` (it is back in the schedule, or forgotten)."""
+    client.hdel(keys.retired, job_id)
+
+
+def _retired(job_id: str, found: bytes | str) -> Retired:
+    entry = json.loads(found)
+    state = entry.get("state")
+    return Retired(
+        job_id,
+        int(entry["since"]),
+        str(entry.get("fingerprint", "")),
+        None if state is None else base64.b64decode(state),
+    )
+
+
+@dataclass(frozen=True)
 class JobRetention:
     """Forgetting jobs for the leader: at deletion, and by a periodic sweep."""
 
@@ -240,9 +296,11 @@ class JobRetention:
         """Forget every job that is gone yet has counts or a decided mark: runs that were still
         going when their job was forgotten (or were recorded as lost later) counted themselves
         afterwards; jobs that went before forgetting existed; one-off jobs that fired and left
-        the schedule (unless still defined in code). Run it every few tens of seconds."""
+        the schedule (unless still defined in code); retired jobs once their time is up. Run
+        it every few tens of seconds."""
         present = {text(job_id) for job_id in self.client.hkeys(self.keys.jobs)}
         present.update(text(job_id) for job_id in self.client.hkeys(self.keys.definitions))
+        present.update(self._kept_aside(present))
         named: set[str] = set()
         # Every job with counters has a runs counter (a recorded run counts itself there
         # first), so matching those alone finds them all, at a fraction of the fields.
@@ -261,6 +319,24 @@ class JobRetention:
                 ", ".join(item.job_id for item in forgotten[:20]),
             )
         return forgotten
+
+    def _kept_aside(self, present: set[str]) -> set[str]:
+        """The retired jobs still within their time; drops the entries of those back in the
+        schedule or in code (stale) and of those whose time is up (forgotten next)."""
+        now_ms = time.time() * 1000
+        kept, dropped = set(), []
+        for job_id, found in self.client.hgetall(self.keys.retired).items():
+            retired = _retired(text(job_id), found)
+            if retired.job_id in present:
+                dropped.append(retired.job_id)
+            elif now_ms - retired.since_ms < self.history_seconds * 1000:
+                kept.add(retired.job_id)
+            else:
+                dropped.append(retired.job_id)
+                logger.info("job %s: no live code defined it for its history time", retired.job_id)
+        if dropped:
+            self.client.hdel(self.keys.retired, *dropped)
+        return kept
 
 
 def _batches(items: Sequence[str], size: int) -> Iterable[list[str]]:

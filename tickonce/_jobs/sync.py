@@ -9,15 +9,16 @@ It never destroys what it does not understand:
   except while another live member's code defines the job as it stands (a rolling deploy:
   the versions do not undo each other, the surviving one applies its own);
 - a job this code does not define is kept while any live member defines it (its fires are
-  recorded as skipped meanwhile, see firing/run.py), and removed (and forgotten) only once no
-  live member does.
+  recorded as skipped meanwhile, see firing/run.py); once no live member does, it is retired:
+  kept aside, not firing, with its decided mark, for DELETED_JOB_HISTORY_SECONDS (retention.py),
+  and code that defines it again within that time gets it back as it was: paused or not, with
+  its run-time changes if its definition is the same; a one-off job that fired stays fired.
 An unchanged job is left alone: its paused state, next run time and run-time changes stay.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -28,8 +29,8 @@ from tickonce._firing.commit import decided_until
 from tickonce._firing.record import fire_ms
 from tickonce._firing.scheduler import LeaderScheduler
 from tickonce._jobs.registry import JobSpec, Registry
-from tickonce._jobs.retention import keep_history
-from tickonce._jobs.tasks import run_task
+from tickonce._jobs.retention import keep_history, retire_job, retired_job, unretire_job
+from tickonce._jobs.tasks import dump_job, load_job, run_task
 from tickonce._leadership.membership import definitions_elsewhere
 from tickonce._storage.clients import text
 from tickonce._storage.keys import Keys
@@ -45,7 +46,6 @@ def sync_registered_jobs(
     *,
     runner_id: str = "",
     window_ms: int = 0,
-    forget: Callable[[str], object] = lambda job_id: None,
 ) -> None:
     """One pass (see the module's docstring).
 
@@ -54,7 +54,6 @@ def sync_registered_jobs(
         that touched no store: the next leader syncs it.
     :param runner_id: this contender's runner id; other live members (heard from within
         ``window_ms``) are asked which jobs their code defines.
-    :param forget: called with the id of a job removed because no live code defines it.
     """
     synced = {text(key): text(value) for key, value in client.hgetall(keys.definitions).items()}
     specs = {spec.id: spec for spec in registry.specs() if keys.owns(spec.id)}
@@ -88,15 +87,19 @@ def sync_registered_jobs(
     for job_id in unknown:
         if elsewhere[job_id]:
             continue  # other code defines it: keep it, and its state, as it is
-        if scheduler.get_job(job_id) is not None:
+        stored = scheduler.get_job(job_id)
+        retire_job(
+            client, keys, job_id, synced[job_id], None if stored is None else dump_job(stored)
+        )
+        if stored is not None:
             scheduler.remove_job(job_id)
             logger.warning(
-                "job %s is no longer defined in the code of any live member; removed from "
-                "the schedule",
+                "job %s is no longer defined in the code of any live member; kept aside, not "
+                "firing, for DELETED_JOB_HISTORY_SECONDS: code that defines it again gets it "
+                "back as it was",
                 job_id,
             )
         client.hdel(keys.definitions, job_id)
-        forget(job_id)
 
 
 def _fields(spec: JobSpec) -> dict[str, Any]:
@@ -110,11 +113,34 @@ def _add(scheduler: LeaderScheduler, spec: JobSpec, client: redis.Redis, keys: K
         # adding it again would only have that time refused.
         return
     fields = _fields(spec)
-    if spec.start_paused:
+    paused = spec.start_paused
+    retired = retired_job(client, keys, spec.id)
+    back = None if retired is None or retired.state is None else load_job(retired.state)
+    if back is not None:  # code defines a retired job again: it comes back as it was
+        paused = back.next_run_time is None
+        if retired is not None and retired.fingerprint == spec.fingerprint:
+            trigger = back.trigger  # and so do its run-time changes
+            fields.update(
+                args=list(back.args),
+                kwargs=dict(back.kwargs),
+                name=back.name,
+                max_instances=back.max_instances,
+                misfire_grace_time=back.misfire_grace_time,
+                coalesce=back.coalesce,
+            )
+    if paused:
         fields["next_run_time"] = None
     scheduler.add_job(run_task, trigger=trigger, id=spec.id, **fields)
     keep_history(client, keys, spec.id)  # a job back in code keeps its ledger for good
-    logger.info("job %s added: %s%s", spec.id, trigger, " (paused)" if spec.start_paused else "")
+    if retired is not None:
+        unretire_job(client, keys, spec.id)
+    logger.info(
+        "job %s %s: %s%s",
+        spec.id,
+        "back in the schedule" if back is not None else "added",
+        trigger,
+        " (paused)" if paused else "",
+    )
 
 
 def _update(scheduler: LeaderScheduler, spec: JobSpec, *, paused: bool, now: datetime) -> None:

@@ -362,7 +362,6 @@ class Shard:
             self.keys,
             runner_id=self.runner_id,
             window_ms=int(self.settings.member_window_seconds * 1000),
-            forget=leader.retention.forget,
         )
         if forget:
             leader.retention.sweep()

@@ -144,6 +144,14 @@ class Keys:
         return f"{self._here}definitions"
 
     @property
+    def retired(self) -> str:
+        """Hash: job id -> JSON of a job no live code defines, kept aside (not firing) for
+        ``DELETED_JOB_HISTORY_SECONDS`` until code defines it again: ``since`` (ms), the
+        ``fingerprint`` of its last definition, its stored ``state`` (base64 of the pickle;
+        null for a one-off job that already left the schedule). Its decided mark stays."""
+        return f"{self._here}retired"
+
+    @property
     def jobs(self) -> str:
         """APScheduler's RedisJobStore hash of pickled jobs."""
         return f"{self._here}jobs"

@@ -14,10 +14,25 @@ from tickonce._exceptions import ConfigError
 from tickonce._storage.clients import text
 from tickonce._storage.keys import Keys
 
-# The format version of what this code keeps in Redis. Data written before 0.3.0 records none
-# and is format 1. Any change to stored data bumps it and comes with an upgrade -> rollback ->
-# upgrade test on real processes (tests/integration/test_storage_upgrade.py).
-STORAGE_FORMAT = 1
+# The format version of what this code keeps in Redis. Any change to stored data bumps it and
+# comes with an upgrade -> rollback -> upgrade test on real processes
+# (tests/integration/test_storage_upgrade.py). Format 1: 0.2.0's data, which records no
+# format. Format 2 adds the retired jobs (Keys.retired); format 1 reads as format 2 without
+# any, so it is upgraded by recording 2.
+STORAGE_FORMAT = 2
+READABLE_FORMATS = ("1", "2")
+
+# Record ARGV[1] unless another format than those in ARGV[2..] is recorded. KEYS: format.
+_UPGRADE_FORMAT = """
+local found = redis.call('GET', KEYS[1])
+if found then
+  local readable = false
+  for i = 2, #ARGV do if found == ARGV[i] then readable = true end end
+  if not readable then return 0 end
+end
+redis.call('SET', KEYS[1], ARGV[1])
+return 1
+"""
 
 
 @dataclass(frozen=True)
@@ -48,13 +63,13 @@ class Layout:
                 "count of a deployment is not supported"
             )
         found = self.storage_format
-        if found is not None and found != str(STORAGE_FORMAT):
+        if found is not None and found not in READABLE_FORMATS:
             shown = found if found.isdigit() else repr(found)
             return (
                 f"this deployment's data in Redis (key {keys.storage_format!r}) is in storage "
                 f"format {shown}, which this version of tickonce does not read "
-                f"(it reads format {STORAGE_FORMAT}): run the version that wrote it, or a newer "
-                "one"
+                f"(it reads formats {', '.join(READABLE_FORMATS)}): run the version that wrote it, "
+                "or a newer one"
             )
         return ""
 
@@ -94,8 +109,10 @@ async def check_layout(client: aioredis.Redis, keys: Keys) -> None:
         raise ConfigError(problem)
     async with client.pipeline(transaction=False) as pipe:
         pipe.set(keys.layout, keys.shards, nx=True)
-        pipe.set(keys.storage_format, STORAGE_FORMAT, nx=True)
         await pipe.execute()
+    # A format this code reads is upgraded in place; one it does not (recorded meanwhile by a
+    # newer version) is left alone, and refused below.
+    await client.eval(_UPGRADE_FORMAT, 1, keys.storage_format, STORAGE_FORMAT, *READABLE_FORMATS)
     problem = (await read_layout(client, keys)).problem(keys)  # another process's record
     if problem:
         raise ConfigError(problem)
