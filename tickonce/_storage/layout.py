@@ -35,18 +35,37 @@ return 1
 """
 
 
+# A record as text whatever it holds, so an odd value is refused by name rather than failing
+# the read: false when absent, '<a hash>' for another type, '<not text>' for bytes that are not
+# printable ASCII. KEYS: the record.
+_READ_RECORD = """
+local kind = redis.call('TYPE', KEYS[1])['ok']
+if kind == 'none' then return false end
+if kind ~= 'string' then return '<a ' .. kind .. '>' end
+local value = redis.call('GET', KEYS[1])
+if string.find(value, '[^%w%p ]') then return '<not text>' end
+return value
+"""
+
+
 @dataclass(frozen=True)
 class Layout:
     """What Redis records of the data's layout."""
 
-    shards: int | None  # None: not recorded yet
+    shards: str | None  # as recorded; None: not recorded yet
     storage_format: str | None
     untagged: str  # with no shard count recorded: an untagged key holding data, else ""
 
     def problem(self, keys: Keys) -> str:
         """Why ``keys`` (this process's settings) cannot use this data, in one line; empty if
         they can."""
-        if self.shards is not None and self.shards != keys.shards:
+        if self.shards is not None and not self.shards.isdigit():
+            return (
+                f"this deployment's data in Redis has a shard layout record (key "
+                f"{keys.layout!r}) holding {self.shards!r}, not a shard count: restore it, "
+                "or remove the key if this Redis holds no tickonce data"
+            )
+        if self.shards is not None and int(self.shards) != keys.shards:
             return (
                 f"invalid setting SCHEDULER_SHARDS={keys.shards}: this deployment's data in "
                 f"Redis (key {keys.layout!r}) is laid out for {self.shards} shard(s). Set "
@@ -77,10 +96,8 @@ class Layout:
 async def read_layout(client: aioredis.Redis, keys: Keys) -> Layout:
     """The recorded layout; with none recorded and hash-tagged ``keys``, whether data sits
     under the untagged keys of a version without shards."""
-    async with client.pipeline(transaction=False) as pipe:
-        pipe.get(keys.layout)
-        pipe.get(keys.storage_format)
-        shards, storage_format = await pipe.execute()
+    shards = await client.eval(_READ_RECORD, 1, keys.layout)
+    storage_format = await client.eval(_READ_RECORD, 1, keys.storage_format)
     untagged = ""
     if shards is None and keys.tagged:
         old = Keys(keys.prefix)
@@ -91,7 +108,7 @@ async def read_layout(client: aioredis.Redis, keys: Keys) -> Layout:
             found = await pipe.execute()
         untagged = next((name for name, n in zip(names, found, strict=True) if n), "")
     return Layout(
-        None if shards is None else int(text(shards)),
+        None if shards is None else text(shards),
         None if storage_format is None else text(storage_format),
         untagged,
     )
