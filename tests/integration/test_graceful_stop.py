@@ -120,3 +120,43 @@ def test_a_leading_web_worker_hands_over_at_its_sigterm_not_after_its_last_reque
         assert os.path.exists(f"/proc/{worker}"), "the worker still serves its request"
     assert processes.started["web"].wait(timeout=30) == 0
     assert processes.terminate("scheduler") == 0
+
+
+def test_shards_are_not_handed_to_a_web_worker_that_is_stopping(
+    redis_server: RedisServer, client: redis.Redis, processes: Processes, prefix: str
+) -> None:
+    """A draining web worker takes no lease: handing it a shard only leaves that shard without
+    a leader until it is taken back, again and again while the worker drains. The scheduler
+    must keep the shard: its epoch moves at most once (taking back what the worker gave up)."""
+    env = {"REDIS_URL": redis_server.url, "SCHEDULER_SHARDS": "2"}
+    scheduler = processes.scheduler("scheduler", **env)
+    keys = Keys(prefix, 2, 0, True)
+    shard_one = keys.in_shard(1)
+    wait_until(lambda: client.get(shard_one.lease), 30, "shard 1 led")
+    port = free_port()
+    processes.gunicorn("web", port, workers=1, SCHEDULER_MODE="embedded", **env)
+    wait_until(lambda: client.zcard(keys.members) >= 2, 60, "the web worker contending")
+    members = cast(list[str], client.zrange(keys.members, 0, -1))
+    [worker] = [pid_of(member) for member in members if pid_of(member) != scheduler.pid]
+    with request_in_progress(port):
+        processes.signal("web", signal.SIGTERM)
+        time.sleep(1)
+        assert os.path.exists(f"/proc/{worker}"), "the worker serves its request meanwhile"
+        wait_until(lambda: lease_pid(client, shard_one.lease) == scheduler.pid, 15, "shard 1 back")
+        epoch = int(client.get(shard_one.epoch) or 0)
+        holders = set()
+        until = time.monotonic() + 10  # several balancing rounds (one per ttl)
+        while time.monotonic() < until:
+            holders.add(lease_pid(client, shard_one.lease))
+            time.sleep(0.05)
+        moved = int(client.get(shard_one.epoch) or 0) - epoch
+    assert moved == 0 and holders == {scheduler.pid}, (
+        f"shard 1 was handed to the stopping worker: its epoch moved {moved} time(s), "
+        f"held by {holders} (the scheduler is {scheduler.pid})"
+    )
+    assert processes.started["web"].wait(timeout=30) == 0
+
+
+def lease_pid(client: redis.Redis, lease: str) -> int | None:
+    token = client.get(lease)
+    return pid_of(str(token).split("#")[0]) if token else None

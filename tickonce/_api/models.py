@@ -55,7 +55,10 @@ class RunOut(BaseModel):
 
 class MemberOut(BaseModel):
     id: str = Field(description="host:pid:nonce (the nonce is new with each process start)")
-    role: Literal["leader", "standby"]
+    role: Literal["leader", "standby", "retiring"] = Field(
+        description="leader of at least one shard, standby, or retiring: stopping, taking no "
+        "lease while it finishes its requests and runs."
+    )
     mode: str = Field(description="scheduler (service) or embedded (API worker).")
     epoch: int | None = Field(description="Shard 0's epoch while this member leads it.")
     last_seen_ms_ago: int

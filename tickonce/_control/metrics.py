@@ -120,7 +120,7 @@ class _SnapshotCollector(Collector):
             epochs.add_metric([str(shard)], float(epoch or 0))
         yield epochs
         members = GaugeMetricFamily("tickonce_members", "Live contenders by role.", labels=["role"])
-        for role in ("leader", "standby"):
+        for role in ("leader", "standby", "retiring"):
             members.add_metric([role], float(self._snapshot.members.get(role, 0)))
         yield members
 

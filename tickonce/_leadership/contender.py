@@ -19,7 +19,7 @@ from tickonce._bodies.pool import BodyPool
 from tickonce._config.settings import Settings
 from tickonce._exceptions import ConfigError
 from tickonce._jobs.registry import Registry
-from tickonce._leadership.membership import Membership, live_members
+from tickonce._leadership.membership import Membership, Role, live_members
 from tickonce._leadership.shard import RedisWatch, Shard
 from tickonce._storage.clients import REDIS_TROUBLE, async_redis, runner_id, text
 from tickonce._storage.keys import Keys
@@ -148,7 +148,8 @@ class Contender:
                 await shard.try_acquire()
         if now - self._last_beat >= self.settings.renew_interval:
             led = {shard.number: shard.epoch for shard in self.shards if shard.is_leader}
-            await self._membership.beat("leader" if led else "standby", led)
+            role: Role = "leader" if led else "retiring" if self._retiring else "standby"
+            await self._membership.beat(role, led)
             self._last_beat = now
         for shard in self.shards:
             await shard.chores(now)
@@ -168,12 +169,13 @@ class Contender:
 
         Counts come from the leases themselves, and only contenders heard from within half a
         ttl count (they beat three times per ttl): a contender that died is never handed a
-        shard it cannot take (its announced shards, and its member entry, outlive it).
+        shard it cannot take (its announced shards, and its member entry, outlive it). Nor is
+        one that is stopping (``retire``): it takes no lease while it drains.
         """
         members = await live_members(
             self._redis, self.keys, int(self.settings.lease_ttl_seconds * 500)
         )
-        others = {member.runner_id for member in members} - {self.runner_id}
+        others = {m.runner_id for m in members if m.role != "retiring"} - {self.runner_id}
         if not others:
             return
         async with self._redis.pipeline(transaction=False) as pipe:

@@ -13,7 +13,7 @@ import redis.asyncio as aioredis
 from tickonce._storage.clients import text
 from tickonce._storage.keys import Keys
 
-Role = Literal["leader", "standby"]
+Role = Literal["leader", "standby", "retiring"]
 
 # Heartbeat and forget the silent, in one step and in Redis's clock (no host clock skew); the
 # member's published job definitions live as long as its heartbeat.
@@ -45,7 +45,7 @@ return {t[1], t[2], seen, redis.call('HGETALL', KEYS[2])}
 @dataclass(frozen=True)
 class Member:
     runner_id: str
-    role: Role  # leader of at least one shard, or standby
+    role: Role  # leader of at least one shard, standby, or retiring: stopping, taking no lease
     mode: str
     epoch: int | None  # of shard 0, while it leads it (the only shard, by default)
     last_seen_ms_ago: int
