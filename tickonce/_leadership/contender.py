@@ -19,7 +19,7 @@ from tickonce._bodies.pool import BodyPool
 from tickonce._config.settings import Settings
 from tickonce._exceptions import ConfigError
 from tickonce._jobs.registry import Registry
-from tickonce._leadership.membership import Membership, Role, live_members
+from tickonce._leadership.membership import Membership, live_members
 from tickonce._leadership.shard import RedisWatch, Shard
 from tickonce._storage.clients import REDIS_TROUBLE, async_redis, runner_id, text
 from tickonce._storage.keys import Keys
@@ -148,8 +148,11 @@ class Contender:
                 await shard.try_acquire()
         if now - self._last_beat >= self.settings.renew_interval:
             led = {shard.number: shard.epoch for shard in self.shards if shard.is_leader}
-            role: Role = "leader" if led else "retiring" if self._retiring else "standby"
-            await self._membership.beat(role, led)
+            await self._membership.beat(
+                "leader" if led else "standby",
+                led,
+                retiring=self._retiring,
+            )
             self._last_beat = now
         for shard in self.shards:
             await shard.chores(now)

@@ -13,7 +13,10 @@ import redis.asyncio as aioredis
 from tickonce._storage.clients import text
 from tickonce._storage.keys import Keys
 
+# As a member reports itself: "retiring" is a standby stopping (its entry says so in a field
+# of its own, which versions that do not know it ignore).
 Role = Literal["leader", "standby", "retiring"]
+StoredRole = Literal["leader", "standby"]
 
 # Heartbeat and forget the silent, in one step and in Redis's clock (no host clock skew); the
 # member's published job definitions live as long as its heartbeat.
@@ -65,10 +68,15 @@ class Membership:
         self._window_ms = window_ms
         self._beat = client.register_script(_HEARTBEAT)
 
-    async def beat(self, role: Role, led: Mapping[int, int | None]) -> None:
-        """:param led: the shards this member leads, each with its epoch."""
+    async def beat(
+        self, role: StoredRole, led: Mapping[int, int | None], *, retiring: bool = False
+    ) -> None:
+        """:param led: the shards this member leads, each with its epoch.
+        :param retiring: this process is stopping and takes no lease (see Contender.retire).
+        """
         shards = {str(shard): epoch for shard, epoch in led.items() if epoch is not None}
-        info = json.dumps({"role": role, "mode": self._mode, "epoch": led.get(0), "shards": shards})
+        entry = {"role": role, "mode": self._mode, "epoch": led.get(0), "shards": shards}
+        info = json.dumps({**entry, "retiring": True} if retiring else entry)
         await self._beat(
             keys=[
                 self._keys.members,
@@ -110,7 +118,10 @@ async def live_members(client: aioredis.Redis, keys: Keys, window_ms: int) -> li
             continue
         info = json.loads(infos[runner_id])
         led = {int(shard): int(epoch) for shard, epoch in info.get("shards", {}).items()}
-        members.append(Member(runner_id, info["role"], info["mode"], info.get("epoch"), age, led))
+        role: Role = info["role"]
+        if role == "standby" and info.get("retiring"):
+            role = "retiring"
+        members.append(Member(runner_id, role, info["mode"], info.get("epoch"), age, led))
     return sorted(members, key=lambda member: (member.role != "leader", member.runner_id))
 
 
