@@ -21,6 +21,7 @@ from tickonce._exceptions import ConfigError
 from tickonce._jobs.registry import Registry
 from tickonce._leadership.membership import Membership, live_members
 from tickonce._leadership.shard import RedisWatch, Shard
+from tickonce._storage.capabilities import check_redis
 from tickonce._storage.clients import REDIS_TROUBLE, async_redis, runner_id, text
 from tickonce._storage.keys import Keys
 from tickonce._storage.layout import check_layout
@@ -128,6 +129,7 @@ class Contender:
         if not self._layout_checked:
             try:
                 await check_layout(self._redis, self.keys)
+                await check_redis(self._redis)
             except ConfigError as exc:
                 logger.error("%s", exc)
                 raise
