@@ -21,7 +21,7 @@ from tests.support.redis_server import RedisServer
 from tickonce._api.app import create_app
 from tickonce._config.settings import Settings
 from tickonce._control.apply import Control
-from tickonce._control.channel import Command, Outcome
+from tickonce._control.channel import Command, CommandConsumer, Outcome
 from tickonce._exceptions import NotLeaderError
 from tickonce._jobs.registry import Registry
 from tickonce._jobs.retention import JobRetention
@@ -386,3 +386,41 @@ async def test_a_command_applied_as_the_term_ends_is_left_to_the_next_leader(
         outcome = await asyncio.to_thread(control.apply, change)
         pytest.fail(f"{op} after the term ended was answered: {outcome}")
     assert raw_client.hgetall(keys.jobs) == stored, "the job store is as it was"
+
+
+def test_a_delete_applied_but_not_answered_is_answered_as_applied(
+    redis_server: RedisServer,
+    client: redis.Redis,
+    prefix: str,
+    make_settings: Callable[..., Settings],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The leader applies a DELETE, then its answer is lost (the connection drops, or the
+    leader changes) and the command is applied again: the job is gone because of this very
+    command, so the answer is still 204, not 404."""
+    settings = make_settings(
+        redis_server, scheduler_mode="embedded", api_token=TOKEN, jobs_modules=JOBS
+    )
+    keys = Keys(prefix)
+    answer = CommandConsumer._answer
+    lost: list[str] = []
+
+    async def answer_lost_once(
+        self: CommandConsumer, command: Command, outcome: Outcome, entry_id: str
+    ) -> None:
+        if command.op == "delete" and not lost:
+            lost.append(command.id)
+            raise redis.ConnectionError("the connection dropped before the answer")
+        await answer(self, command, outcome, entry_id)
+
+    monkeypatch.setattr(CommandConsumer, "_answer", answer_lost_once)
+    body = {"id": "doomed", "task": "greet", "trigger": {"type": "interval", "hours": 1}}
+    with leading_app(settings) as http:
+        wait_for_leader(http)
+        assert http.post("/jobs", json=body, headers=AUTH).status_code == 201
+        deleted = http.delete("/jobs/doomed", headers=AUTH)
+        assert lost, "the answer was not lost: the test did not run its fault"
+        outcome = Outcome.model_validate_json(client.get(keys.command_outcome(lost[0])) or "{}")
+        assert http.get("/jobs/doomed", headers=AUTH).status_code == 404, "not deleted"
+    assert (outcome.status, outcome.code) == ("done", 204), outcome
+    assert deleted.status_code == 204, deleted.text

@@ -23,6 +23,7 @@ from tickonce._exceptions import (
     TickonceError,
     UnknownTaskError,
 )
+from tickonce._firing.jobstore import APPLYING_COMMAND
 from tickonce._firing.scheduler import LeaderScheduler
 from tickonce._jobs.policy import RunPolicy
 from tickonce._jobs.registry import DEFAULTS, Registry, check_kwargs
@@ -78,6 +79,7 @@ class Control:
             "create": self._create,
             "delete": self._delete,
         }
+        applying = APPLYING_COMMAND.set(command.id)  # its job store writes mark it applied
         try:
             return handlers[command.op](command)
         except Refusal as refusal:
@@ -98,6 +100,8 @@ class Control:
                 detail=f"the leader could not apply {command.op} to job {command.job_id!r}: "
                 f"{type(exc).__name__}: {exc}",
             )
+        finally:
+            APPLYING_COMMAND.reset(applying)
 
     def _job(self, job_id: str) -> Job:
         job = self._scheduler.get_job(job_id)
@@ -192,6 +196,8 @@ class Control:
         return done(job, code=201)
 
     def _delete(self, command: Command) -> Outcome:
+        if self._scheduler.get_job(command.job_id) is None and self._applied(command):
+            return Outcome(status="done", code=204)  # by this very command, answer lost
         job = self._job(command.job_id)
         if self._registry.get(job.id) is not None:
             raise Refusal(
@@ -214,6 +220,12 @@ class Control:
                     max(forgotten.claims_kept, forgotten.slots_kept),
                 )
         return Outcome(status="done", code=204)
+
+    def _applied(self, command: Command) -> bool:
+        """Whether a job store write of this command landed before (applied, then its
+        answer was lost: the connection dropped, or the leader changed)."""
+        keys = self._retention.keys.of_job(command.job_id)
+        return bool(self._retention.client.exists(keys.command_applied(command.id)))
 
 
 def done(job: Job, *, code: int = 200, detail: str = "") -> Outcome:

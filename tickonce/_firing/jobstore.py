@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from contextvars import ContextVar
 from datetime import datetime
 from typing import Any
 
@@ -29,8 +30,10 @@ logger = logging.getLogger(__name__)
 # A job store write lands only while the writer's epoch is the current one, so a deposed leader
 # can never move a job's next run time. Retrying a write that landed gives the same answer (the
 # client re-sends after a timeout and Redis may run both): an add finds its own state, a remove
-# finds the job gone. KEYS: epoch, jobs, run_times.
-# ARGV: epoch, op (add|update|remove), job id, pickled state, next run timestamp ('' = paused).
+# finds the job gone. A write made by a command marks it applied, in the same step.
+# KEYS: epoch, jobs, run_times, the command's applied mark (only with a command).
+# ARGV: epoch, op (add|update|remove), job id, pickled state, next run timestamp ('' = paused),
+# the mark's ttl in seconds (with a command).
 _FENCED_WRITE = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
 local exists = redis.call('HEXISTS', KEYS[2], ARGV[3])
@@ -42,15 +45,16 @@ if ARGV[2] == 'remove' then
   if exists == 0 then return 1 end
   redis.call('HDEL', KEYS[2], ARGV[3])
   redis.call('ZREM', KEYS[3], ARGV[3])
-  return 1
-end
-if exists == 0 and ARGV[2] ~= 'add' then return -3 end
-redis.call('HSET', KEYS[2], ARGV[3], ARGV[4])
-if ARGV[5] == '' then
-  redis.call('ZREM', KEYS[3], ARGV[3])
 else
-  redis.call('ZADD', KEYS[3], ARGV[5], ARGV[3])
+  if exists == 0 and ARGV[2] ~= 'add' then return -3 end
+  redis.call('HSET', KEYS[2], ARGV[3], ARGV[4])
+  if ARGV[5] == '' then
+    redis.call('ZREM', KEYS[3], ARGV[3])
+  else
+    redis.call('ZADD', KEYS[3], ARGV[5], ARGV[3])
+  end
 end
+if KEYS[4] then redis.call('SET', KEYS[4], ARGV[2], 'EX', ARGV[6]) end
 return 1
 """
 
@@ -63,6 +67,11 @@ local ids = redis.call('ZRANGEBYSCORE', KEYS[1], 0, ARGV[1], 'LIMIT', 0, ARGV[2]
 if #ids == 0 then return {} end
 return {ids, redis.call('HMGET', KEYS[2], unpack(ids))}
 """
+
+# The command being applied in this thread (its id), if any: its job store writes mark it
+# applied (Keys.command_applied), for as long as its outcome is kept.
+APPLYING_COMMAND: ContextVar[str] = ContextVar("applying_command", default="")
+APPLIED_MARK_SECONDS = 3600
 
 # Due jobs taken in by one wakeup, at most: a wakeup stays short (the loop it runs on also
 # renews the lease), and the next one follows at once while more are due.
@@ -103,12 +112,13 @@ class FencedRedisJobStore(RedisJobStore):  # type: ignore[misc]
     def _fenced(self, op: str, job_id: str, job: Job | None = None) -> None:
         epoch = self._term.require()
         state, next_run = self.state_of(job) if job is not None else (b"", None)
-        result = int(
-            self._write(
-                keys=[self._keys.epoch, self._keys.jobs, self._keys.run_times],
-                args=[epoch, op, job_id, state, "" if next_run is None else repr(next_run)],
-            )
-        )
+        keys = [self._keys.epoch, self._keys.jobs, self._keys.run_times]
+        args: list[Any] = [epoch, op, job_id, state, "" if next_run is None else repr(next_run)]
+        command = APPLYING_COMMAND.get()
+        if command:
+            keys.append(self._keys.command_applied(command))
+            args.append(APPLIED_MARK_SECONDS)
+        result = int(self._write(keys=keys, args=args))
         if result == -1:
             self._term.end()
             raise NotLeaderError(f"epoch {epoch} is no longer current; job store write refused")

@@ -175,6 +175,11 @@ class Keys:
         """String: a command's outcome (reserved by its applier, or expired by its sender)."""
         return f"{self._here}command:{command_id}"
 
+    def command_applied(self, command_id: str) -> str:
+        """String: set, in the same step, by the job store write a command makes (expires with
+        its outcome), so a command applied again after its answer was lost knows it applied."""
+        return f"{self._here}command:{command_id}:applied"
+
     def command_reply(self, command_id: str) -> str:
         """List: where the sender of a command waits for its outcome."""
         return f"{self._here}command:{command_id}:reply"

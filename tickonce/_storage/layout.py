@@ -17,8 +17,9 @@ from tickonce._storage.keys import Keys
 # The format version of what this code keeps in Redis. Any change to stored data bumps it and
 # comes with an upgrade -> rollback -> upgrade test on real processes
 # (tests/integration/test_storage_upgrade.py). Format 1: 0.2.0's data, which records no
-# format. Format 2 adds the retired jobs (Keys.retired); format 1 reads as format 2 without
-# any, so it is upgraded by recording 2.
+# format. Format 2 adds the retired jobs (Keys.retired) and commands' applied marks
+# (Keys.command_applied); format 1 reads as format 2 without any, so it is upgraded by
+# recording 2.
 STORAGE_FORMAT = 2
 READABLE_FORMATS = ("1", "2")
 
