@@ -115,7 +115,12 @@ def _add(scheduler: LeaderScheduler, spec: JobSpec, client: redis.Redis, keys: K
     fields = _fields(spec)
     paused = spec.start_paused
     retired = retired_job(client, keys, spec.id)
-    back = None if retired is None or retired.state is None else load_job(retired.state)
+    back = None
+    if retired is not None and retired.state is not None:
+        try:
+            back = load_job(retired.state)
+        except Exception:  # damaged, or from code that stored something else: add it anew
+            logger.exception("job %s: its kept-aside state cannot be loaded", spec.id)
     if back is not None:  # code defines a retired job again: it comes back as it was
         paused = back.next_run_time is None
         if retired is not None and retired.fingerprint == spec.fingerprint:
