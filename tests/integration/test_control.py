@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 
 from tests.support.control_jobs import greetings_key
 from tests.support.leading import paused_leader
-from tests.support.processes import wait_until
+from tests.support.processes import Processes, wait_until
 from tests.support.redis_server import RedisServer
 from tickonce._api.app import create_app
 from tickonce._config.settings import Settings
@@ -424,3 +424,29 @@ def test_a_delete_applied_but_not_answered_is_answered_as_applied(
         assert http.get("/jobs/doomed", headers=AUTH).status_code == 404, "not deleted"
     assert (outcome.status, outcome.code) == ("done", 204), outcome
     assert deleted.status_code == 204, deleted.text
+
+
+def test_run_now_of_a_job_whose_task_this_leader_does_not_define_is_refused(
+    redis_server: RedisServer,
+    client: redis.Redis,
+    prefix: str,
+    make_settings: Callable[..., Settings],
+    processes: Processes,
+) -> None:
+    """A job created through the API for a task that the current leader's code does not define
+    (a rollback): "run now" must not answer that the run started; the run would be recorded
+    `skipped: unknown_task`. It is refused, naming the task."""
+    body = {"id": "api-greet", "task": "greet", "trigger": {"type": "interval", "hours": 1}}
+    with leading_app(
+        make_settings(redis_server, scheduler_mode="embedded", api_token=TOKEN, jobs_modules=JOBS)
+    ) as http:
+        wait_for_leader(http)
+        assert http.post("/jobs", json=body, headers=AUTH).status_code == 201
+    processes.scheduler("without-greet", REDIS_URL=redis_server.url)  # probe_jobs only
+    with TestClient(create_app(make_settings(redis_server, api_token=TOKEN))) as http:
+        wait_for_leader(http)
+        ran = http.post("/jobs/api-greet/run", headers=AUTH)
+    assert ran.status_code == 422, ran.text
+    assert "greet" in ran.text and "JOBS_MODULES" in ran.text, ran.text
+    ledger = client.xrange(Keys(prefix).ledger("api-greet"))
+    assert not ledger, f"a run was decided anyway: {ledger}"

@@ -63,27 +63,13 @@ class Mixed:
     def scheduler(self, version: str) -> str:
         self.count += 1
         name = f"sched-{self.count}-{version}"
-        self.processes.start_in(
-            self.trees[version], name, [str(REPO / ".venv/bin/python"), "-m", "services.scheduler"]
-        )
+        self.processes.scheduler_in(self.trees[version], name)
         self.schedulers[name] = version
         return name
 
     def api(self, version: str) -> str:
         port = free_port()
-        self.processes.start_in(
-            self.trees[version],
-            f"api-{version}",
-            [
-                str(REPO / ".venv/bin/gunicorn"),
-                "-c",
-                "deploy/gunicorn.conf.py",
-                "--workers",
-                "1",
-                "--bind",
-                f"127.0.0.1:{port}",
-            ],
-        )
+        self.processes.gunicorn_in(self.trees[version], f"api-{version}", port, 1)
         url = f"http://127.0.0.1:{port}"
         self.apis[version] = url
         wait_until(lambda: answers(f"{url}/healthz"), 30, f"the {version} api")

@@ -54,7 +54,7 @@ def test_the_dropin_app_of_both_versions_against_one_redis(
         ]
 
     def beats_by(module: str, after: int) -> int:
-        return sum(1 for record in writes(BEAT)[after:] if record["version"] == module)
+        return sum(1 for record in writes(BEAT)[after:] if record["release"] == module)
 
     def beaten(module: str, after: int) -> bool:
         return beats_by(module, after) >= 3

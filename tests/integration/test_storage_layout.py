@@ -5,8 +5,6 @@ Data in a storage format this version does not read is refused the same way, nev
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections.abc import Callable
 
 from fastapi.testclient import TestClient
@@ -25,15 +23,7 @@ def test_a_scheduler_with_another_shard_count_exits_naming_the_setting(
     first = processes.scheduler("one-shard", REDIS_URL=redis_server.url)
     with redis_server.client() as client:
         wait_until(lambda: client.get(f"{prefix}shards") == "1", 20, "the layout recorded")
-    result = subprocess.run(
-        [sys.executable, "-m", "services.scheduler"],
-        env={**processes.env, "REDIS_URL": redis_server.url, "SCHEDULER_SHARDS": "2"},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.returncode == 2, result.stderr[-2000:]
-    last = result.stderr.strip().splitlines()[-1]
+    last = processes.refused_start(REDIS_URL=redis_server.url, SCHEDULER_SHARDS="2")
     assert last.startswith("tickonce: invalid setting SCHEDULER_SHARDS=2"), last
     assert "laid out for 1 shard(s)" in last, last
     assert first.poll() is None, "the scheduler configured as the data is goes on"
@@ -63,15 +53,7 @@ def test_a_scheduler_records_the_storage_format_and_refuses_one_it_does_not_read
         )
         assert processes.terminate("first") == 0
         client.set(keys.storage_format, STORAGE_FORMAT + 1)  # as a newer version would
-    result = subprocess.run(
-        [sys.executable, "-m", "services.scheduler"],
-        env={**processes.env, "REDIS_URL": redis_server.url},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.returncode == 2, result.stderr[-2000:]
-    last = result.stderr.strip().splitlines()[-1]
+    last = processes.refused_start(REDIS_URL=redis_server.url)
     assert f"is in storage format {STORAGE_FORMAT + 1}" in last, last
     assert keys.storage_format in last, last
     assert first.returncode == 0
@@ -134,15 +116,7 @@ def test_data_written_before_shards_is_not_read_with_several_shards(
         client.set(old.epoch, 7)
         client.hset(old.jobs, "api-made", "state")  # what 0.1 left: no layout record
         client.zadd(old.decided, {"once": 1_700_000_000_000})
-    result = subprocess.run(
-        [sys.executable, "-m", "services.scheduler"],
-        env={**processes.env, "REDIS_URL": redis_server.url, "SCHEDULER_SHARDS": "2"},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.returncode == 2, result.stderr[-2000:]
-    last = result.stderr.strip().splitlines()[-1]
+    last = processes.refused_start(REDIS_URL=redis_server.url, SCHEDULER_SHARDS="2")
     assert "SCHEDULER_SHARDS=2" in last and old.jobs in last, last
     with redis_server.client() as client:
         assert client.get(old.layout) is None, "a refused start recorded a layout"

@@ -5,7 +5,6 @@ paused, a fired one-off job never runs again, and no fire time runs twice."""
 from __future__ import annotations
 
 import json
-import sys
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -14,7 +13,7 @@ import httpx
 import pytest
 import redis
 
-from tests.support.processes import BIN, REPO, Processes, answers, wait_until
+from tests.support.processes import REPO, Processes, answers, wait_until
 from tests.support.redis_server import RedisServer, free_port
 from tests.support.releases import extract_release
 from tests.support.upgrade_jobs import EVERY_SECOND, ONCE, runs_key
@@ -50,22 +49,8 @@ class Deployment:
         name of the phase (its processes' log names)."""
         self.phase += 1
         name = f"{self.phase}-{version}"
-        scheduler = self.processes.start_in(
-            tree, f"{name}-scheduler", [sys.executable, "-m", "services.scheduler"]
-        )
-        self.processes.start_in(
-            tree,
-            f"{name}-api",
-            [
-                str(BIN / "gunicorn"),
-                "-c",
-                "deploy/gunicorn.conf.py",
-                "--workers",
-                "1",
-                "--bind",
-                f"127.0.0.1:{self.port}",
-            ],
-        )
+        scheduler = self.processes.scheduler_in(tree, f"{name}-scheduler")
+        self.processes.gunicorn_in(tree, f"{name}-api", self.port, 1)
         before = len(self.runs_of(EVERY_SECOND))
         wait_until(lambda: answers(f"{self.api}/healthz"), 30, f"{name}'s api")
         pid = f":{scheduler.pid}:"

@@ -4,19 +4,13 @@ fire time (ms), runner and epoch to a list of its own (``writes_key``)."""
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 from collections.abc import Callable
-from datetime import UTC, datetime
-from typing import Any
 
 import redis
 
-try:  # 0.2.0's public face, when this runs from that release's tree
-    public: Any = importlib.import_module("services.core")
-except ImportError:
-    public = importlib.import_module("tickonce")
+from tests.support.any_release import public, record_run
 
 Body = Callable[[], None]
 job: Callable[..., Callable[[Body], Body]] = public.job
@@ -29,27 +23,14 @@ def writes_key(prefix: str) -> str:
     return f"{prefix}break-test:writes"
 
 
-def _record() -> None:
-    run = public.current_run()
-    at = run.scheduled_at.astimezone(UTC)
-    record = {
-        "job": run.job_id,
-        "at": int((at - datetime(1970, 1, 1, tzinfo=UTC)).total_seconds() * 1000),
-        "runner": run.runner,
-        "epoch": run.epoch,
-    }
-    with redis.Redis.from_url(os.environ["REDIS_URL"]) as client:
-        client.rpush(writes_key(os.environ["KEY_PREFIX"]), json.dumps(record))
-
-
 @job("interval", seconds=1, id=ALL, catch_up="all", misfire_grace_time=60)
 def every_second_all() -> None:
-    _record()
+    record_run(writes_key(os.environ["KEY_PREFIX"]))
 
 
 @job("interval", seconds=1, id=COALESCE)
 def every_second_coalesce() -> None:
-    _record()
+    record_run(writes_key(os.environ["KEY_PREFIX"]))
 
 
 # The same two in the other shard of a two-shard deployment (shard_of(id, 2) == 1).
@@ -59,12 +40,12 @@ COALESCE_B = "break-coalesce-b"
 
 @job("interval", seconds=1, id=ALL_B, catch_up="all", misfire_grace_time=60)
 def every_second_all_b() -> None:
-    _record()
+    record_run(writes_key(os.environ["KEY_PREFIX"]))
 
 
 @job("interval", seconds=1, id=COALESCE_B)
 def every_second_coalesce_b() -> None:
-    _record()
+    record_run(writes_key(os.environ["KEY_PREFIX"]))
 
 
 # A body longer than the interval, one at a time across the cluster: SIGKILL leaves its claim
@@ -82,7 +63,7 @@ def slow() -> None:
     import time
 
     started = time.time()
-    _record()
+    record_run(writes_key(os.environ["KEY_PREFIX"]))
     time.sleep(SLOW_SECONDS)
     run = public.current_run()
     with redis.Redis.from_url(os.environ["REDIS_URL"]) as client:

@@ -5,21 +5,14 @@ record; ``sleeper`` is added paused. Routes pause and read jobs through the drop
 
 from __future__ import annotations
 
-import importlib
-import json
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
 from typing import Any
 
-import redis
 from fastapi import FastAPI
 
-try:  # 0.2.0's public face, when served from that release's tree
-    public: Any = importlib.import_module("services.core")
-except ImportError:
-    public = importlib.import_module("tickonce")
+from tests.support.any_release import public, record_run
 
 scheduler = public.AsyncIOScheduler(timezone="UTC")
 
@@ -32,16 +25,7 @@ def writes_key(prefix: str) -> str:
 
 
 def beat() -> None:
-    run = public.current_run()
-    at = run.scheduled_at.astimezone(UTC)
-    record = {
-        "job": run.job_id,
-        "at": int((at - datetime(1970, 1, 1, tzinfo=UTC)).total_seconds() * 1000),
-        "runner": run.runner,
-        "version": public.__name__,
-    }
-    with redis.Redis.from_url(os.environ["REDIS_URL"]) as client:
-        client.rpush(writes_key(os.environ.get("KEY_PREFIX", "tickonce:")), json.dumps(record))
+    record_run(writes_key(os.environ.get("KEY_PREFIX", "tickonce:")))
 
 
 def sleeper() -> None:

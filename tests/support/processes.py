@@ -69,7 +69,26 @@ class Processes:
         return process
 
     def scheduler(self, name: str, **env: str) -> subprocess.Popen[bytes]:
-        return self.start(name, [sys.executable, "-m", "services.scheduler"], **env)
+        return self.scheduler_in(REPO, name, **env)
+
+    def scheduler_in(self, tree: Path, name: str, **env: str) -> subprocess.Popen[bytes]:
+        """A scheduler, as the container runs it, from ``tree`` (this checkout, or another
+        release's tree: tests/support/releases.py)."""
+        return self.start_in(tree, name, [sys.executable, "-m", "services.scheduler"], **env)
+
+    def refused_start(self, **env: str) -> str:
+        """Start a scheduler that must refuse to start: it exits 2 with one line on stderr,
+        which is returned."""
+        result = subprocess.run(
+            [sys.executable, "-m", "services.scheduler"],
+            cwd=REPO,
+            env={**self.env, **env},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert result.returncode == 2, result.stderr[-2000:]
+        return result.stderr.strip().splitlines()[-1]
 
     def scheduler_in_container(
         self, name: str, hostname: str, **env: str
@@ -87,9 +106,15 @@ class Processes:
         return self.start(name, [*argv, "sh", "-c", shell, "sh", hostname, sys.executable], **env)
 
     def gunicorn(self, name: str, port: int, workers: int, **env: str) -> subprocess.Popen[bytes]:
-        """gunicorn with the shipped config (deploy/gunicorn.conf.py), on a loopback port; it
-        serves APP_MODULE (tickonce's own app unless ``env`` names another)."""
-        return self.start(
+        return self.gunicorn_in(REPO, name, port, workers, **env)
+
+    def gunicorn_in(
+        self, tree: Path, name: str, port: int, workers: int, **env: str
+    ) -> subprocess.Popen[bytes]:
+        """gunicorn with the shipped config (deploy/gunicorn.conf.py), on a loopback port, from
+        ``tree``; it serves APP_MODULE (tickonce's own app unless ``env`` names another)."""
+        return self.start_in(
+            tree,
             name,
             [
                 str(BIN / "gunicorn"),

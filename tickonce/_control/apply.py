@@ -128,6 +128,7 @@ class Control:
 
     def _run(self, command: Command) -> Outcome:
         job = self._job(command.job_id)
+        resolve(task_of(job), self._registry)  # a task this code lacks would only be skipped
         what = self._scheduler.run_now(job, command.id, command.created_at)
         return done(job, detail=f"run now: {what}")
 
