@@ -193,10 +193,11 @@ class BodyPool:
             try:
                 process.start()
                 break
-            except (EOFError, ConnectionRefusedError):
+            except (EOFError, ConnectionRefusedError, BrokenPipeError, ConnectionResetError):
                 # The fork server died as it started: a SIGTERM to the whole process group
-                # before its first import made it ignore SIGTERM (forkserver.py). Once it has
-                # exited (refused until then), starting the worker starts a new one.
+                # before its first import made it ignore SIGTERM (forkserver.py). Talking to it
+                # then ends in EOF, a broken pipe or a reset, depending on when it died; once
+                # it has exited (refused until then), starting the worker starts a new one.
                 if attempt == FORK_SERVER_STARTS:
                     raise
                 time.sleep(0.05)
